@@ -1,0 +1,23 @@
+# alpacare: medical instruction tuning as one DAG of file targets. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/selfinstruct.smk"
+include: "rules/finetune.smk"
+include: "rules/generate.smk"
+include: "rules/judge.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/tables/winrates.csv",
+        "results/tables/winrates.md",
+        "results/figures/winrates.png",

@@ -1,0 +1,102 @@
+"""The one request and response type that every provider speaks."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+class LLMError(Exception):
+    """A call that cannot succeed as asked (bad request, auth, unsupported feature)."""
+
+
+class RetryableError(LLMError):
+    """A call that may succeed later (rate limit, overload, outage, timeout)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Request:
+    """One LLM call. Exactly one of `messages` (chat) or `prompt` (raw completion) is set.
+
+    `fields` asks for constrained decoding: the reply is forced to be the lines
+    `Name: value` for each (name, max_tokens) in order, each value ending at a newline.
+    `choices` asks for scoring instead of generation: the log-probability of each choice
+    as the continuation of the prompt. Both are supported by the local provider only.
+    """
+
+    model: str
+    messages: tuple[tuple[str, str], ...] | None = None  # (role, content) pairs
+    prompt: str | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    fields: tuple[tuple[str, int], ...] = ()
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request needs exactly one of messages or prompt")
+
+    @staticmethod
+    def chat(model: str, user: str, system: str | None = None, **params) -> "Request":
+        messages = ((("system", system),) if system else ()) + (("user", user),)
+        return Request(model=model, messages=messages, **params)
+
+    def as_dict(self) -> dict:
+        """Every field, in a JSON-friendly form: the cache key is built from this."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class Response:
+    text: str
+    finish_reason: str = "stop"  # stop | length | error
+    input_tokens: int = 0
+    output_tokens: int = 0
+    choice_logprobs: list[float] | None = None
+    error: str | None = None
+    cached: bool = False
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("cached")
+        return d
+
+    @staticmethod
+    def from_json(d: dict) -> "Response":
+        return Response(**{**d, "cached": True})
+
+
+class Provider:
+    """A backend. Batched providers implement complete_batch; others complete_one.
+
+    complete_one raises RetryableError for transient failures and LLMError for permanent
+    ones; the client around it does retries, concurrency, caching and the ledger.
+    """
+
+    name = "base"
+    batched = False
+
+    def identity(self) -> dict:
+        """What, besides the request, decides the reply (e.g. base_url, a weights hash).
+        Goes into the cache key, so it must never contain a secret."""
+        return {}
+
+    def complete_one(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def complete_batch(self, requests: list[Request]) -> list[Response]:
+        raise NotImplementedError

@@ -1,0 +1,249 @@
+"""A local transformers model behind the same interface as the API providers.
+
+Generation is one batched decode loop with a KV cache, written out here instead of
+`model.generate` because the pipeline needs three things generate does not give together:
+a per-request sampling seed that does not depend on what else is in the batch (so a retry
+or a resume asks the same thing), constrained `Name: value` field decoding for a small
+teacher model, and one prefill shared by all requests with the same prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from .base import LLMError, Provider, Request, Response
+
+_MODELS: dict[str, tuple] = {}
+
+
+def load_model(path: str):
+    """Model and tokenizer of an HF directory, loaded once per process."""
+    if path not in _MODELS:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not Path(path).is_dir():
+            raise LLMError(f"local model directory not found: {path}")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        _MODELS[path] = (model, tokenizer)
+    return _MODELS[path]
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 over the files of a model directory: a retrained checkpoint at the same
+    path gets a new cache identity, so its replies are never confused with the old ones."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode())
+        with open(file, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+class LocalProvider(Provider):
+    name = "local"
+    batched = True
+
+    def __init__(self, model_dir: str):
+        self.model_dir = str(model_dir)
+
+    def identity(self) -> dict:
+        return {"weights": fingerprint(self.model_dir)}
+
+    def complete_batch(self, requests: list[Request]) -> list[Response]:
+        for r in requests:
+            if r.model != self.model_dir:
+                raise LLMError(f"request for model {r.model!r} sent to local provider of {self.model_dir!r}")
+        model, tokenizer = load_model(self.model_dir)
+        out: list[Response | None] = [None] * len(requests)
+        scoring = [i for i, r in enumerate(requests) if r.choices]
+        generating = [i for i, r in enumerate(requests) if not r.choices]
+        with torch.inference_mode():
+            for i, resp in zip(scoring, self._score(model, tokenizer, [requests[i] for i in scoring])):
+                out[i] = resp
+            if generating:
+                for i, resp in zip(generating, _Decoder(model, tokenizer, [requests[i] for i in generating]).run()):
+                    out[i] = resp
+        return out
+
+    def _score(self, model, tokenizer, requests: list[Request]) -> list[Response]:
+        """Sum of log-probabilities of each choice as the continuation of the prompt."""
+        responses = []
+        for r in requests:
+            prompt = prompt_ids(tokenizer, r)
+            seqs = [prompt + tokenizer.encode(c, add_special_tokens=False) for c in r.choices]
+            width = max(len(s) for s in seqs)
+            pad = tokenizer.pad_token_id or 0
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
+            logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            scores = []
+            for row, s in enumerate(seqs):
+                positions = torch.arange(len(prompt), len(s), device=model.device)
+                scores.append(logprobs[row, positions - 1, ids[row, positions]].sum().item())
+            best = max(range(len(scores)), key=scores.__getitem__)
+            responses.append(
+                Response(text=r.choices[best], input_tokens=len(prompt), output_tokens=0, choice_logprobs=scores)
+            )
+        return responses
+
+
+def prompt_ids(tokenizer, request: Request) -> list[int]:
+    if request.messages is not None:
+        messages = [{"role": role, "content": content} for role, content in request.messages]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    return tokenizer.encode(request.prompt, add_special_tokens=False)
+
+
+class _Row:
+    """Decoding state of one request."""
+
+    def __init__(self, request: Request, tokenizer, prompt_len: int):
+        self.request = request
+        self.prompt_len = prompt_len
+        self.generated: list[int] = []
+        self.forced: list[int] = []
+        self.generator = torch.Generator().manual_seed(request.seed or 0)
+        self.done = False
+        self.finish_reason = "stop"
+        self.text = ""
+        # constrained fields: the names are forced, the values sampled up to a newline
+        self.field = 0
+        self.value_start = 0
+        self.values: list[str] = []
+        if request.fields:
+            self.forced = tokenizer.encode(request.fields[0][0] + ":", add_special_tokens=False)
+            self.value_start = len(self.forced)
+
+
+class _Decoder:
+    def __init__(self, model, tokenizer, requests: list[Request]):
+        self.model, self.tok = model, tokenizer
+        self.requests = requests
+        eos = model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        self.eos.discard(None)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos))
+
+    def run(self) -> list[Response]:
+        device = self.model.device
+        prompts = [prompt_ids(self.tok, r) for r in self.requests]
+        # requests with the same prompt share one prefill
+        unique: dict[tuple, int] = {}
+        owner = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+        distinct = list(unique)
+        width = max(len(p) for p in distinct)
+        ids = torch.tensor([[self.pad] * (width - len(p)) + list(p) for p in distinct], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in distinct], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        index = torch.tensor(owner, device=device)
+        cache.reorder_cache(index)
+        logits = out.logits[:, -1].float().index_select(0, index)
+        mask = mask.index_select(0, index)
+
+        rows = [_Row(r, self.tok, len(p)) for r, p in zip(self.requests, prompts)]
+        active = list(range(len(rows)))  # row numbers still decoding, in batch order
+        vocab = logits.shape[-1]
+        seen = torch.zeros(len(rows), vocab, dtype=torch.bool)
+        while active:
+            next_tokens = self._choose([rows[i] for i in active], logits, seen[active])
+            still = []
+            for slot, i in enumerate(active):
+                token = next_tokens[slot]
+                self._advance(rows[i], token)
+                seen[i, token] = True
+                if not rows[i].done:
+                    still.append(slot)
+            if not still:
+                break
+            if len(still) < len(active):  # drop finished rows from the batch
+                keep = torch.tensor(still, device=device)
+                cache.batch_select_indices(keep)
+                mask = mask.index_select(0, keep)
+                next_tokens = [next_tokens[s] for s in still]
+                active = [active[s] for s in still]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=device)], dim=1)
+            step = torch.tensor([[t] for t in next_tokens], device=device)
+            pos = torch.tensor([[rows[i].prompt_len + len(rows[i].generated) - 1] for i in active], device=device)
+            out = self.model(input_ids=step, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logits = out.logits[:, -1].float()
+        return [
+            Response(text=r.text, finish_reason=r.finish_reason, input_tokens=r.prompt_len, output_tokens=len(r.generated))
+            for r in rows
+        ]
+
+    def _choose(self, rows: list[_Row], logits: torch.Tensor, seen: torch.Tensor) -> list[int]:
+        logits = logits.cpu()
+        penalty = torch.tensor([r.request.presence_penalty for r in rows])
+        logits = logits - penalty[:, None] * seen
+        temperature = torch.tensor([max(r.request.temperature, 1e-6) for r in rows])
+        probs = torch.softmax(logits / temperature[:, None], dim=-1)
+        top_p = torch.tensor([r.request.top_p for r in rows])
+        if (top_p < 1).any():  # nucleus: keep the smallest set whose mass reaches top_p
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]
+            sorted_probs[outside] = 0
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        greedy = logits.argmax(-1)
+        chosen = []
+        for n, r in enumerate(rows):
+            if r.forced:
+                chosen.append(r.forced.pop(0))
+            elif r.request.temperature == 0:
+                chosen.append(int(greedy[n]))
+            else:
+                chosen.append(int(torch.multinomial(probs[n], 1, generator=r.generator)))
+        return chosen
+
+    def _advance(self, row: _Row, token: int) -> None:
+        request = row.request
+        row.generated.append(token)
+        if request.fields:
+            self._advance_field(row, token)
+            return
+        if token in self.eos:
+            row.done = True
+            return
+        row.text = self.tok.decode(row.generated, skip_special_tokens=True)
+        for stop in request.stop:
+            if stop in row.text:
+                row.text = row.text[: row.text.index(stop)]
+                row.done = True
+                return
+        if len(row.generated) >= request.max_tokens:
+            row.done, row.finish_reason = True, "length"
+
+    def _advance_field(self, row: _Row, token: int) -> None:
+        if row.forced:  # still writing the field name
+            return
+        name, limit = row.request.fields[row.field]
+        if len(row.generated) == row.value_start:  # the last forced token was just fed
+            return
+        value_tokens = row.generated[row.value_start :]
+        value = self.tok.decode([t for t in value_tokens if t not in self.eos], skip_special_tokens=True)
+        ended = token in self.eos or "\n" in value
+        if not ended and len(value_tokens) < limit:
+            return
+        if not ended:
+            row.finish_reason = "length"
+        value = value.split("\n")[0]
+        row.values.append(value)
+        row.text += f"{name}:{value}\n"
+        row.field += 1
+        if row.field == len(row.request.fields):
+            row.done = True
+            return
+        next_name = row.request.fields[row.field][0]
+        # a value cut by the token limit still needs its line ended before the next name
+        row.forced = self.tok.encode(("\n" if not ended else "") + next_name + ":", add_special_tokens=False)
+        row.value_start = len(row.generated) + len(row.forced)

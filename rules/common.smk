@@ -1,0 +1,39 @@
+# Config validation and the helpers the rules share.
+import re
+
+from alpacare.config import validate
+
+validate(config, source=", ".join(workflow.configfiles) or "config")
+
+SETTINGS = config["llm"]
+
+
+def names(section):
+    """A wildcard constraint matching exactly the names defined in a config section."""
+    return "|".join(re.escape(n) for n in sorted(config[section])) or "(?!)"
+
+
+wildcard_constraints:
+    backbone=names("backbones"),
+    dataset=names("datasets"),
+    model=names("models"),
+    testset=names("testsets"),
+    generator=names("generators"),
+    reference=names("generators"),
+    judge=names("judges"),
+
+
+def backbone_dir(name):
+    return f"results/models/{name}"
+
+
+def llm_inputs(llm_name, key="model"):
+    """The model directory a local LLM needs (none for API providers), as input `key`."""
+    spec = config["llms"][llm_name]
+    return {key: backbone_dir(spec["backbone"])} if spec["provider"] == "local" else {}
+
+
+def public(spec):
+    """An LLM spec as rule params: everything that changes a reply, never a secret
+    (keys are read from the environment variable that api_key_env names)."""
+    return {k: v for k, v in spec.items() if k not in ("max_concurrency",)}

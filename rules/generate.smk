@@ -1,0 +1,35 @@
+# Outputs of every generator on every test set: results/outputs/{generator}/{testset}.json
+
+
+def generator_plan(name, testset):
+    """How a generator yields outputs for a test set: (kind, inputs, params)."""
+    spec = config["generators"][name]
+    if testset in spec.get("import", {}):
+        return "import", {}, {"import_url": spec["import"][testset]}
+    if "model" in spec:
+        return "alpaca", {"model": f"results/checkpoints/{spec['model']}"}, {"spec": {"provider": "local"}}
+    if "backbone" in spec:
+        return "alpaca", {"model": backbone_dir(spec["backbone"])}, {"spec": {"provider": "local"}}
+    llm = config["llms"][spec["llm"]]
+    return "chat", llm_inputs(spec["llm"]), {"spec": public(llm)}
+
+
+rule generate:
+    input:
+        unpack(
+            lambda w: {
+                "testset": f"results/testsets/{w.testset}.jsonl",
+                **generator_plan(w.generator, w.testset)[1],
+            }
+        ),
+    output:
+        "results/outputs/{generator}/{testset}.json",
+    params:
+        kind=lambda w: generator_plan(w.generator, w.testset)[0],
+        plan=lambda w: generator_plan(w.generator, w.testset)[2],
+        max_new_tokens=config["generation"]["max_new_tokens"],
+    threads: workflow.cores
+    log:
+        "results/logs/generate/{generator}/{testset}.log",
+    script:
+        "../scripts/generate.py"

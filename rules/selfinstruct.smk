@@ -1,0 +1,57 @@
+# Self-instruct: seed tasks -> generated tasks -> deduplicated tasks -> responses.
+SI = config.get("selfinstruct", {})
+
+
+rule generate_tasks:
+    input:
+        unpack(lambda w: {"seeds": "results/selfinstruct/seeds.jsonl", **llm_inputs(SI["teacher"])}),
+    output:
+        tasks="results/selfinstruct/tasks.raw.jsonl",
+        rejects="results/selfinstruct/rejects.jsonl",
+    params:
+        teacher=SI.get("teacher"),
+        spec=public(config["llms"][SI["teacher"]]) if SI else None,
+        prompting=SI.get("prompting"),
+        run_seed=config["run_seed"],
+        requests=SI.get("requests"),
+        examples_per_request=SI.get("examples_per_request"),
+        tasks_per_request=SI.get("tasks_per_request"),
+        sampling=SI.get("sampling"),
+    threads: workflow.cores
+    log:
+        "results/logs/selfinstruct/generate_tasks.log",
+    script:
+        "../scripts/generate_tasks.py"
+
+
+rule dedup:
+    input:
+        tasks="results/selfinstruct/tasks.raw.jsonl",
+        seeds="results/selfinstruct/seeds.jsonl",
+    output:
+        tasks="results/selfinstruct/tasks.jsonl",
+        report="results/selfinstruct/dedup_report.json",
+    params:
+        threshold=SI.get("dedup", {}).get("threshold"),
+        policy=SI.get("dedup", {}).get("policy"),
+    log:
+        "results/logs/selfinstruct/dedup.log",
+    script:
+        "../scripts/dedup.py"
+
+
+rule respond:
+    input:
+        unpack(lambda w: {"tasks": "results/selfinstruct/tasks.jsonl", **llm_inputs(SI["responder"])}),
+    output:
+        "results/selfinstruct/responses.jsonl",
+    params:
+        responder=SI.get("responder"),
+        spec=public(config["llms"][SI["responder"]]) if SI else None,
+        sampling=SI.get("response_sampling"),
+        run_seed=config["run_seed"],
+    threads: workflow.cores
+    log:
+        "results/logs/selfinstruct/respond.log",
+    script:
+        "../scripts/respond.py"

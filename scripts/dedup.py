@@ -1,0 +1,6 @@
+from alpacare.snake import setup
+from alpacare.stages import dedup_tasks
+
+setup(snakemake)
+dedup_tasks(snakemake.input.tasks, snakemake.input.seeds, snakemake.output.tasks, snakemake.output.report,
+            threshold=snakemake.params.threshold, policy=snakemake.params.policy)

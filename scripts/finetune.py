@@ -1,0 +1,6 @@
+from alpacare.snake import setup
+from alpacare.stages import finetune
+
+setup(snakemake)
+finetune(list(snakemake.input.data), list(snakemake.params.caps), snakemake.input.backbone, snakemake.output[0],
+         dict(snakemake.params.hp))

@@ -1,0 +1,10 @@
+from alpacare.snake import setup
+from alpacare.stages import judge_outputs
+
+setup(snakemake)
+j = snakemake.params.judge
+judge_outputs(
+    snakemake.input.model, snakemake.input.reference, snakemake.output[0], judge_name=snakemake.wildcards.judge,
+    method=j["method"], max_tokens=j["max_tokens"], tie_margin=j["tie_margin"], spec=snakemake.params.spec,
+    settings=snakemake.config["llm"], model_dir=snakemake.input.get("judge_model"),
+)

@@ -1,0 +1,6 @@
+from alpacare.snake import setup
+from alpacare.stages import make_report
+
+setup(snakemake)
+files = {tuple(key): path for key, path in zip(snakemake.params.verdict_keys, snakemake.input)}
+make_report(files, snakemake.output.csv, snakemake.output.md, snakemake.output.figure)

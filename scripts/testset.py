@@ -1,0 +1,6 @@
+from alpacare.snake import setup
+from alpacare.stages import prepare_testset
+
+setup(snakemake)
+spec = snakemake.params.spec
+prepare_testset(snakemake.output[0], path=spec.get("path"), url=spec.get("url"), limit=spec.get("limit"))
