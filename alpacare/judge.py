@@ -88,7 +88,29 @@ def verdicts(tagged_responses, method: str, tie_margin: float) -> list[dict]:
         if response.error:
             row["error"] = response.error
         rows.append(row)
+    if method == "logprob":
+        _cancel_position_bias(rows, tie_margin)
     return rows
+
+
+def _cancel_position_bias(rows: list[dict], tie_margin: float) -> None:
+    """A small judge prefers one position whatever the content (SmolLM2-135M: about 1.5 nats
+    towards (a)), so each order alone says nothing. The model's log-probability margin over
+    the reference, averaged over the two orders, cancels a constant position bias; both
+    rows of the item then carry the verdict that margin gives."""
+    by_item: dict = {}
+    for row in rows:
+        by_item.setdefault(row["id"], {})[row["order"]] = row
+    for pair in by_item.values():
+        if set(pair) != set(ORDERS) or any("logprobs" not in r for r in pair.values()):
+            continue
+        a_first, m_first = pair["reference_first"]["logprobs"], pair["model_first"]["logprobs"]
+        margin = ((a_first[1] - a_first[0]) + (m_first[0] - m_first[1])) / 2
+        for order, row in pair.items():
+            model_slot, reference_slot = ("b", "a") if order == "reference_first" else ("a", "b")
+            row["model_margin"] = round(margin, 4)
+            row["preference"] = "tie" if abs(margin) <= tie_margin else (model_slot if margin > 0 else reference_slot)
+            row["model_score"] = model_score(row["preference"], order)
 
 
 def win_rate(rows: list[dict]) -> dict:

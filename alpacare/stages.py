@@ -55,7 +55,7 @@ def generate_tasks(seeds_path, out_tasks, out_rejects, *, teacher, spec, setting
     write_jsonl(out_tasks, tasks)
     write_jsonl(out_rejects, rejects)
     log.info("%d tasks parsed, %d rejected", len(tasks), len(rejects))
-    _finish(llm, "generate_tasks", llm=teacher)
+    _finish(llm, "generate_tasks", endpoint=teacher)
     _raise_failures(pairs, "task generation")
 
 
@@ -75,7 +75,7 @@ def respond(tasks_path, out, *, responder, spec, settings, model_dir, sampling, 
     responses = llm.run(requests)
     write_jsonl(out, [{**t, "output": r.text, "finish_reason": r.finish_reason, **({"error": r.error} if r.error else {})}
                       for t, r in zip(tasks, responses)])
-    _finish(llm, "respond", llm=responder)
+    _finish(llm, "respond", endpoint=responder)
     _raise_failures(list(zip(range(len(tasks)), responses)), "response")
 
 

@@ -67,10 +67,13 @@ def finetune(records: list[dict], backbone_dir: str, out_dir: str | Path, hp: di
     torch.manual_seed(hp["seed"])
     model, tokenizer = load_for_training(backbone_dir, hp["method"], hp.get("lora", {}))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    examples = [tokenize_example(tokenizer, r, hp["max_length"]) for r in records]
-    examples = [e for e in examples if any(l != IGNORE for l in e["labels"])]
+    tokenized = [tokenize_example(tokenizer, r, hp["max_length"]) for r in records]
+    # a prompt that fills max_length leaves no response token to learn from
+    examples = [e for e in tokenized if any(l != IGNORE for l in e["labels"])]
     if not examples:
-        raise ValueError("no training example has a response token left after truncation")
+        raise ValueError(f"no training example has a response token left within max_length {hp['max_length']}")
+    if len(examples) < len(tokenized):
+        log(f"{len(tokenized) - len(examples)} of {len(tokenized)} examples dropped: prompt longer than max_length {hp['max_length']}")
     micro = hp["micro_batch_size"]
     accumulation = max(1, hp["batch_size"] // micro)
     steps_per_epoch = math.ceil(len(examples) / (micro * accumulation))
@@ -107,7 +110,7 @@ def finetune(records: list[dict], backbone_dir: str, out_dir: str | Path, hp: di
             step += 1
             history.append({"step": step, "epoch": epoch, "loss": round(total, 4), "lr": scheduler.get_last_lr()[0]})
             log(f"step {step}/{total_steps} epoch {epoch} loss {total:.4f}")
-    summary = {"examples": len(examples), "steps": total_steps, "seconds": round(time.monotonic() - start, 1),
+    summary = {"examples": len(examples), "dropped_too_long": len(tokenized) - len(examples), "steps": total_steps, "seconds": round(time.monotonic() - start, 1),
                "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "hyperparameters": hp}
     _save(model, tokenizer, out_dir, hp["method"], history, summary)
     return summary

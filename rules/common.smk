@@ -1,11 +1,14 @@
 # Config validation and the helpers the rules share.
 import re
+from pathlib import Path
 
+import alpacare
 from alpacare.config import validate
 
-validate(config, source=", ".join(workflow.configfiles) or "config")
+validate(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 
-SETTINGS = config["llm"]
+# threads for jobs that run a model; snakemake caps them at --cores on a small machine
+TORCH_THREADS = 4
 
 
 def names(section):
@@ -37,3 +40,11 @@ def public(spec):
     """An LLM spec as rule params: everything that changes a reply, never a secret
     (keys are read from the environment variable that api_key_env names)."""
     return {k: v for k, v in spec.items() if k not in ("max_concurrency",)}
+
+
+def code(*modules):
+    """The package modules that decide a rule's output: editing one reruns the rule
+    (Snakemake itself only tracks the rule's own script)."""
+    root = Path(alpacare.__file__).parent
+    return [str(root / f"{m}.py") for m in modules]
+

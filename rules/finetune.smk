@@ -12,12 +12,13 @@ rule finetune:
     input:
         data=lambda w: [f"results/data/{d['dataset']}.json" for d in config["models"][w.model]["data"]],
         backbone=lambda w: backbone_dir(config["models"][w.model]["backbone"]),
+        code=code("train", "data"),
     output:
         directory("results/checkpoints/{model}"),
     params:
         caps=lambda w: [d.get("max") for d in config["models"][w.model]["data"]],
         hp=lambda w: hyperparameters(w.model),
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=lambda w: config["models"][w.model]["gpus"],
     log:

@@ -22,13 +22,14 @@ rule generate:
                 **generator_plan(w.generator, w.testset)[1],
             }
         ),
+        code=code("data"),
     output:
         "results/outputs/{generator}/{testset}.json",
     params:
         kind=lambda w: generator_plan(w.generator, w.testset)[0],
         plan=lambda w: generator_plan(w.generator, w.testset)[2],
         max_new_tokens=config["generation"]["max_new_tokens"],
-    threads: workflow.cores
+    threads: TORCH_THREADS
     log:
         "results/logs/generate/{generator}/{testset}.log",
     script:

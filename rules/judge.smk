@@ -10,6 +10,7 @@ rule judge:
                 **llm_inputs(config["judges"][w.judge]["llm"], key="judge_model"),
             }
         ),
+        code=code("judge"),
     output:
         "results/verdicts/{judge}/{reference}/{testset}/{model}.jsonl",
     wildcard_constraints:
@@ -17,7 +18,7 @@ rule judge:
     params:
         judge=lambda w: config["judges"][w.judge],
         spec=lambda w: public(config["llms"][config["judges"][w.judge]["llm"]]),
-    threads: workflow.cores
+    threads: TORCH_THREADS
     log:
         "results/logs/judge/{judge}/{reference}/{testset}/{model}.log",
     script:

@@ -10,7 +10,8 @@ VERDICTS = {
 
 rule report:
     input:
-        list(VERDICTS.values()),
+        verdicts=list(VERDICTS.values()),
+        code=code("report", "judge"),
     output:
         csv="results/tables/winrates.csv",
         md="results/tables/winrates.md",

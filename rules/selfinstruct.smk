@@ -5,6 +5,7 @@ SI = config.get("selfinstruct", {})
 rule generate_tasks:
     input:
         unpack(lambda w: {"seeds": "results/selfinstruct/seeds.jsonl", **llm_inputs(SI["teacher"])}),
+        code=code("selfinstruct"),
     output:
         tasks="results/selfinstruct/tasks.raw.jsonl",
         rejects="results/selfinstruct/rejects.jsonl",
@@ -17,7 +18,7 @@ rule generate_tasks:
         examples_per_request=SI.get("examples_per_request"),
         tasks_per_request=SI.get("tasks_per_request"),
         sampling=SI.get("sampling"),
-    threads: workflow.cores
+    threads: TORCH_THREADS
     log:
         "results/logs/selfinstruct/generate_tasks.log",
     script:
@@ -28,6 +29,7 @@ rule dedup:
     input:
         tasks="results/selfinstruct/tasks.raw.jsonl",
         seeds="results/selfinstruct/seeds.jsonl",
+        code=code("dedup", "rouge"),
     output:
         tasks="results/selfinstruct/tasks.jsonl",
         report="results/selfinstruct/dedup_report.json",
@@ -43,6 +45,7 @@ rule dedup:
 rule respond:
     input:
         unpack(lambda w: {"tasks": "results/selfinstruct/tasks.jsonl", **llm_inputs(SI["responder"])}),
+        code=code("data"),
     output:
         "results/selfinstruct/responses.jsonl",
     params:
@@ -50,7 +53,7 @@ rule respond:
         spec=public(config["llms"][SI["responder"]]) if SI else None,
         sampling=SI.get("response_sampling"),
         run_seed=config["run_seed"],
-    threads: workflow.cores
+    threads: TORCH_THREADS
     log:
         "results/logs/selfinstruct/respond.log",
     script:

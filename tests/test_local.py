@@ -1,0 +1,87 @@
+"""The local transformers provider on the real bundled SmolLM2-135M-Instruct."""
+
+import pytest
+import torch
+
+from alpacare.llm import LLM, Cache, Request
+from alpacare.llm.local import LocalProvider, fingerprint
+from alpacare.train import IGNORE, tokenize_example
+
+
+@pytest.fixture(scope="module")
+def llm(smollm2_dir):
+    torch.set_num_threads(2)
+    return LLM(LocalProvider(smollm2_dir), batch_size=16)
+
+
+def test_greedy_is_deterministic_and_independent_of_the_batch(llm, smollm2_dir):
+    a = Request.chat(smollm2_dir, "What is the normal range of adult resting heart rate?", max_tokens=24)
+    b = Request(model=smollm2_dir, prompt="Hypertension is defined as", max_tokens=12)
+    alone = llm.run([a])[0]
+    together = llm.run([b, a, b])
+    assert alone.text and alone.text == together[1].text
+    assert together[0].text == together[2].text
+    assert alone.finish_reason == "length" and alone.output_tokens == 24
+
+
+def test_seeded_sampling_is_reproducible(llm, smollm2_dir):
+    prompt = "A short list of common medications:"
+    requests = [Request(model=smollm2_dir, prompt=prompt, temperature=1.0, top_p=0.9, max_tokens=16, seed=s) for s in (1, 1, 2)]
+    one, same, other = llm.run(requests)
+    assert one.text == same.text and one.text != other.text
+
+
+def test_stop_strings_cut_the_text(llm, smollm2_dir):
+    (r,) = llm.run([Request(model=smollm2_dir, prompt="1. Aspirin\n2. Ibuprofen\n3.", max_tokens=40, stop=("\n",))])
+    assert "\n" not in r.text and r.finish_reason == "stop"
+
+
+def test_fields_are_forced_in_order(llm, smollm2_dir):
+    fields = (("Type", 8), ("Topic", 8), ("Difficulty", 3), ("Instruction", 30))
+    prompt = "### 1\nType: Open Q&A\nTopic: Cardiology\nDifficulty: 2\nInstruction: Explain what angina is.\n### 2\n"
+    requests = [Request(model=smollm2_dir, prompt=prompt, fields=fields, temperature=0.8, seed=s) for s in range(4)]
+    for r in llm.run(requests):
+        lines = r.text.rstrip("\n").split("\n")
+        assert [line.split(":")[0] for line in lines] == ["Type", "Topic", "Difficulty", "Instruction"], r.text
+
+
+def test_choices_are_scored_by_log_probability(llm, smollm2_dir):
+    prompt = "The human heart has four"
+    (r,) = llm.run([Request(model=smollm2_dir, prompt=prompt, choices=(" bananas", " chambers"))])
+    assert len(r.choice_logprobs) == 2 and all(lp < 0 for lp in r.choice_logprobs)
+    assert r.choice_logprobs[1] > r.choice_logprobs[0] + 3 and r.text == " chambers"
+    # a chat request is scored after the chat template's assistant header
+    (chat,) = llm.run([Request.chat(smollm2_dir, "Is aspirin an NSAID?", choices=("Yes", "No"))])
+    assert chat.choice_logprobs != r.choice_logprobs and chat.text in ("Yes", "No")
+
+
+def test_cache_identity_follows_the_weights(smollm2_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(smollm2_dir, copy)
+    assert fingerprint(copy) == fingerprint(smollm2_dir)
+    (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
+    assert fingerprint(copy) != fingerprint(smollm2_dir)
+
+
+def test_local_replies_are_cached(smollm2_dir, tmp_path):
+    cache = Cache(tmp_path / "c.sqlite")
+    request = Request(model=smollm2_dir, prompt="Insulin is", max_tokens=6)
+    first = LLM(LocalProvider(smollm2_dir), cache).run([request])[0]
+    second = LLM(LocalProvider(smollm2_dir), cache).run([request])[0]
+    assert second.cached and second.text == first.text
+
+
+def test_training_masks_the_prompt_and_appends_eos(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    record = {"instruction": "Define anemia.", "input": "", "output": "A low red cell mass."}
+    example = tokenize_example(tokenizer, record, max_length=512)
+    targets = [t for t in example["labels"] if t != IGNORE]
+    assert tokenizer.decode(targets) == "A low red cell mass." + tokenizer.eos_token
+    first_target = example["labels"].index(targets[0])
+    assert example["labels"][:first_target] == [IGNORE] * first_target
+    assert tokenizer.decode(example["input_ids"][:first_target]).endswith("### Response:\n")
+    assert len(tokenize_example(tokenizer, record, max_length=8)["input_ids"]) == 8

@@ -1,0 +1,161 @@
+"""Real snakemake runs in a fresh copy of the project."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, copy_project
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(project, *args, check=True):
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=project, capture_output=True, text=True, timeout=1800)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def tiny_config(project):
+    """The default config, shrunk to the fewest calls that still cross every stage."""
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["selfinstruct"].update(requests=1, tasks_per_request=6)
+    config["selfinstruct"]["response_sampling"]["max_tokens"] = 24
+    config["models"]["alpacare-smollm2"].update(epochs=1, batch_size=4, micro_batch_size=2, max_length=128)
+    config["testsets"]["medical-dozen"]["limit"] = 3
+    config["generation"]["max_new_tokens"] = 16
+    (project / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return "tiny.yaml"
+
+
+def ledger(project):
+    return [json.loads(line) for line in (project / "results" / "ledger.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    configfile = tiny_config(project)
+    snakemake(project, "--cores", "2", "--configfile", configfile)
+    return project, configfile
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_stage_leaves_its_artifact(run):
+    project, _ = run
+    r = project / "results"
+    tasks = read_jsonl(r / "selfinstruct/tasks.raw.jsonl")
+    rejects = read_jsonl(r / "selfinstruct/rejects.jsonl")
+    assert len(tasks) + len(rejects) == 6 and len(tasks) >= 1
+    assert set(tasks[0]) >= {"type", "topic", "view", "difficulty", "instruction", "input", "request", "slot"}
+    report = json.loads((r / "selfinstruct/dedup_report.json").read_text())
+    kept = read_jsonl(r / "selfinstruct/tasks.jsonl")
+    assert report["candidates"] == len(tasks) and report["kept"] == len(kept)
+    responses = read_jsonl(r / "selfinstruct/responses.jsonl")
+    assert len(responses) == len(kept) and all("output" in x for x in responses)
+    training = json.loads((r / "data/medinstruct.json").read_text())
+    assert training and all(set(x) == {"instruction", "input", "output"} for x in training)
+    checkpoint = r / "checkpoints/alpacare-smollm2"
+    assert (checkpoint / "model.safetensors").exists() and (checkpoint / "adapter/adapter_config.json").exists()
+    summary = json.loads((checkpoint / "train_summary.json").read_text())
+    assert summary["examples"] + summary["dropped_too_long"] == len(training) and summary["examples"] >= 1
+    assert summary["hyperparameters"]["method"] == "lora" and summary["last_loss"] > 0
+    for generator in ("alpacare-smollm2", "smollm2-base", "smollm2-chat"):
+        outputs = json.loads((r / f"outputs/{generator}/medical-dozen.json").read_text())
+        assert [o["id"] for o in outputs] == [0, 1, 2]
+        assert all(o["generator"] == generator and isinstance(o["output"], str) for o in outputs)
+    for model in ("alpacare-smollm2", "smollm2-base"):
+        verdicts = read_jsonl(r / f"verdicts/smollm2-logprob/smollm2-chat/medical-dozen/{model}.jsonl")
+        assert sorted((v["id"], v["order"]) for v in verdicts) == sorted(
+            (i, o) for i in range(3) for o in ("reference_first", "model_first"))
+        assert all(v["model_score"] in (0.0, 0.5, 1.0) and len(v["logprobs"]) == 2 for v in verdicts)
+    table = (r / "tables/winrates.csv").read_text().splitlines()
+    assert table[0].startswith("judge,reference,testset,model,win_rate") and len(table) == 3
+    assert "| smollm2-logprob | smollm2-chat | medical-dozen |" in (r / "tables/winrates.md").read_text()
+    assert (r / "figures/winrates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_second_run_does_nothing(run):
+    project, configfile = run
+    result = snakemake(project, "-n", "--configfile", configfile)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleted_output_is_rebuilt_from_the_cache(run):
+    project, configfile = run
+    responses = project / "results/selfinstruct/responses.jsonl"
+    before = responses.read_text()
+    responses.unlink()
+    snakemake(project, "results/selfinstruct/responses.jsonl", "--cores", "2", "--configfile", configfile)
+    assert responses.read_text() == before
+    last = [row for row in ledger(project) if row["stage"] == "respond"][-1]
+    assert last["calls"] == 0 and last["cache_hits"] == len(before.splitlines())
+
+
+def test_changing_a_judge_setting_reruns_only_judging(run):
+    project, configfile = run
+    config = yaml.safe_load((project / configfile).read_text())
+    config["judges"]["smollm2-logprob"]["tie_margin"] = 0.5
+    (project / "judge.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(project, "-n", "--configfile", "judge.yaml")
+    jobs = [line.split()[0] for line in result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip()]
+    assert sorted(jobs) == ["all", "judge", "report"]
+
+
+def test_config_typo_fails_before_any_job(tmp_path):
+    project = copy_project(tmp_path)
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["selfinstruct"]["tasks_per_reqest"] = 12
+    (project / "typo.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(project, "--cores", "1", "--configfile", "typo.yaml", check=False)
+    assert result.returncode != 0
+    assert "unknown key 'selfinstruct.tasks_per_reqest'" in result.stdout + result.stderr
+    assert not (project / "results").exists()
+
+
+def test_malformed_seed_names_file_item_and_field(tmp_path):
+    project = copy_project(tmp_path)
+    seeds = json.loads((project / "seeds/medical_seed_tasks.json").read_text())
+    seeds[3]["difficulty"] = 9
+    (project / "seeds/bad.json").write_text(json.dumps(seeds))
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["seeds"] = ["seeds/bad.json"]
+    (project / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(project, "results/selfinstruct/seeds.jsonl", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    log = (project / "results/logs/seeds.log").read_text()
+    assert "seeds/bad.json: item 3: field 'difficulty' must be 1-5, got 9" in log + result.stderr
+
+
+EXPECTED_PAPER_JOBS = {
+    "backbone": 4,        # LLaMA-7B, LLaMA-13B, LLaMA-2-7B, LLaMA-2-13B
+    "seeds": 1,
+    "generate_tasks": 1,
+    "dedup": 1,
+    "respond": 1,
+    "dataset": 2,         # the generated set and Alpaca's
+    "finetune": 8,        # 4 backbones x 2 training sets
+    "testset": 3,         # MedInstruct-test, iCliniq, AlpacaFarm
+    "generate": 36,       # (8 models + 4 references) x 3 test sets
+    "judge": 192,         # 2 judges x 4 references x 3 test sets x 8 models
+    "report": 1,
+    "all": 1,
+}
+
+
+def test_paper_grid_dry_run(tmp_path):
+    project = copy_project(tmp_path)
+    result = snakemake(project, "-n", "--configfile", "configs/paper.yaml")
+    stats = result.stdout.split("Job stats:")[1].split("total")[0]
+    counts = {}
+    for line in stats.splitlines()[3:]:
+        if line.strip():
+            name, count = line.split()
+            counts[name] = int(count)
+    assert counts == EXPECTED_PAPER_JOBS
