@@ -37,9 +37,9 @@ def llm_inputs(llm_name, key="model"):
 
 
 def public(spec):
-    """An LLM spec as rule params: everything that changes a reply, never a secret
-    (keys are read from the environment variable that api_key_env names)."""
-    return {k: v for k, v in spec.items() if k not in ("max_concurrency",)}
+    """An LLM spec as rule params: only what changes a reply (never a secret; the price and
+    concurrency settings change nothing in an artifact, so editing them reruns nothing)."""
+    return {k: v for k, v in spec.items() if k in ("provider", "model", "backbone", "base_url")}
 
 
 def code(*modules):
