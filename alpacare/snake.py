@@ -11,6 +11,9 @@ def setup(snakemake) -> None:
     if snakemake.log:
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    # the error that ends a job belongs in its log file, not only on the terminal
+    sys.excepthook = lambda kind, value, tb: logging.getLogger("alpacare").error(
+        "%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
     try:
         import torch
 

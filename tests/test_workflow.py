@@ -130,7 +130,7 @@ def test_malformed_seed_names_file_item_and_field(tmp_path):
     result = snakemake(project, "results/selfinstruct/seeds.jsonl", "--cores", "1", "--configfile", "bad.yaml", check=False)
     assert result.returncode != 0
     log = (project / "results/logs/seeds.log").read_text()
-    assert "seeds/bad.json: item 3: field 'difficulty' must be 1-5, got 9" in log + result.stderr
+    assert "seeds/bad.json: item 3: field 'difficulty' must be 1-5, got 9" in log
 
 
 EXPECTED_PAPER_JOBS = {
@@ -159,3 +159,30 @@ def test_paper_grid_dry_run(tmp_path):
             name, count = line.split()
             counts[name] = int(count)
     assert counts == EXPECTED_PAPER_JOBS
+
+
+def test_api_outage_fails_naming_the_item_and_a_rerun_asks_only_what_failed(tmp_path):
+    from fakeapi import FakeAPI
+
+    project = copy_project(tmp_path)
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["llm"].update(max_concurrency=1, max_retries=1)
+    config["testsets"]["medical-dozen"]["limit"] = 3
+    target = "results/outputs/api-reference/medical-dozen.json"
+    with FakeAPI() as api:
+        config["llms"]["served"] = {"provider": "openai", "model": "served-model", "base_url": api.openai_url}
+        config["generators"]["api-reference"] = {"llm": "served"}
+        (project / "api.yaml").write_text(yaml.safe_dump(config))
+        for _ in range(2):  # the first item meets an outage through its one retry
+            api.fail(503, "upstream overloaded", headers={"retry-after": "0"})
+        failed = snakemake(project, target, "--cores", "1", "--configfile", "api.yaml", check=False)
+        assert failed.returncode != 0 and not (project / target).exists()
+        log = (project / "results/logs/generate/api-reference/medical-dozen.log").read_text()
+        assert "1 api-reference generation call(s) failed" in log and "0: gave up after 2 attempts" in log
+        assert "503: upstream overloaded" in log
+        assert len(api.requests) == 4  # item 0 twice, items 1 and 2 once
+        snakemake(project, target, "--cores", "1", "--configfile", "api.yaml")
+        assert len(api.requests) == 5  # only item 0 was asked again
+    outputs = json.loads((project / target).read_text())
+    assert [o["id"] for o in outputs] == [0, 1, 2] and all(o["output"] for o in outputs)
+    assert all(o["generator"] == "api-reference" for o in outputs)
