@@ -70,6 +70,9 @@ def check_references(config: dict, source: str = "config") -> None:
     for role in ("teacher", "responder"):
         if role in si:
             need("llms", si[role], f"selfinstruct.{role}")
+    if si.get("prompting") == "fields" and config["llms"][si["teacher"]]["provider"] != "local":
+        raise ConfigError(f"{source}: 'selfinstruct.prompting': fields (constrained decoding) needs a local teacher; "
+                          "API teachers use prompting: list")
     for name, spec in config.get("datasets", {}).items():
         if spec.get("source") == "selfinstruct" and "selfinstruct" not in config:
             raise ConfigError(f"{source}: 'datasets.{name}' comes from selfinstruct, but there is no 'selfinstruct' section")

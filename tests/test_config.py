@@ -102,3 +102,11 @@ def test_paper_grid_shape():
     assert set(paper["evaluation"]["judges"]) == {"gpt-3.5-turbo", "claude-2"}
     assert set(paper["evaluation"]["testsets"]) == {"medinstruct-test", "icliniq", "alpacafarm"}
     assert {m["data"][0]["dataset"] for m in paper["models"].values()} == {"medinstruct", "alpaca"}
+
+
+def test_fields_prompting_needs_a_local_teacher(default):
+    default["llms"]["gpt-4"] = {"provider": "openai", "model": "gpt-4"}
+    default["selfinstruct"]["teacher"] = "gpt-4"
+    check_fails(default, "selfinstruct.prompting", "local teacher")
+    default["selfinstruct"]["prompting"] = "list"
+    validate(default)

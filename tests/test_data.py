@@ -1,0 +1,50 @@
+import pytest
+
+from alpacare.data import alpaca_prompt, imported_outputs, mix, normalize_testset, to_alpaca
+from alpacare.io import read_records
+from conftest import reference_file
+
+
+def test_medinstruct_test_normalizes_to_216_items():
+    rows = normalize_testset(read_records(reference_file("MedInstruct-test.jsonl")), "MedInstruct-test.jsonl")
+    assert len(rows) == 216
+    assert {r["difficulty"] for r in rows} == {1, 2, 3, 4, 5}
+    assert all(r["instruction"] and r["input"] == "" for r in rows)
+    assert normalize_testset(read_records(reference_file("MedInstruct-test.jsonl")), "x", limit=5)[-1]["id"] == 4
+
+
+@pytest.mark.parametrize("name", [
+    "reference_outputs/gpt-4.medsi_output.jsonl",
+    "reference_outputs/claude-2.medsi_output.jsonl",
+    "reference_outputs/text-davinci-003.medsi_output.jsonl",
+    "model_outputs/AlpaCare-7b.medinstruct.seed_0.json",   # a JSON list with `response`, not `output`
+])
+def test_official_outputs_import_onto_medinstruct_test(name):
+    testset = normalize_testset(read_records(reference_file("MedInstruct-test.jsonl")), "MedInstruct-test")
+    outputs = imported_outputs(read_records(reference_file(name)), testset, "official", name)
+    assert [o["id"] for o in outputs] == [t["id"] for t in testset]
+    assert all(o["output"].strip() and o["generator"] == "official" for o in outputs)
+
+
+def test_import_names_missing_items():
+    testset = [{"id": 7, "instruction": "Define sepsis.", "input": ""}]
+    with pytest.raises(ValueError, match=r"outputs\.json: no output for 1 test item\(s\), ids \[7\]"):
+        imported_outputs([{"instruction": "Other.", "output": "x"}], testset, "g", "outputs.json")
+
+
+def test_alpaca_prompt_and_records():
+    assert alpaca_prompt("Define sepsis.").endswith("### Instruction:\nDefine sepsis.\n\n### Response:\n")
+    with_input = alpaca_prompt("Summarize.", "A 60-year-old man ...")
+    assert "### Input:\nA 60-year-old man ...\n\n### Response:\n" in with_input
+    assert alpaca_prompt("Define sepsis.", "<noinput>") == alpaca_prompt("Define sepsis.")
+    records = to_alpaca([{"instruction": "a", "input": "<noinput>", "output": " b "},
+                         {"instruction": "c", "input": "d", "output": "  "}])
+    assert records == [{"instruction": "a", "input": "", "output": "b"}]
+
+
+def test_mix_caps_each_dataset_reproducibly():
+    a = [{"n": i} for i in range(10)]
+    b = [{"m": i} for i in range(4)]
+    mixed = mix([(a, 3), (b, None)], seed=1)
+    assert len(mixed) == 7 and mixed[3:] == b
+    assert mixed == mix([(a, 3), (b, None)], seed=1) and mixed != mix([(a, 3), (b, None)], seed=2)
