@@ -74,24 +74,41 @@ class LocalProvider(Provider):
         return out
 
     def _score(self, model, tokenizer, requests: list[Request]) -> list[Response]:
-        """Sum of log-probabilities of each choice as the continuation of the prompt."""
-        responses = []
-        for r in requests:
-            prompt = prompt_ids(tokenizer, r)
-            seqs = [prompt + tokenizer.encode(c, add_special_tokens=False) for c in r.choices]
-            width = max(len(s) for s in seqs)
-            pad = tokenizer.pad_token_id or 0
-            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)
-            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
-            logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-            scores = []
-            for row, s in enumerate(seqs):
-                positions = torch.arange(len(prompt), len(s), device=model.device)
-                scores.append(logprobs[row, positions - 1, ids[row, positions]].sum().item())
-            best = max(range(len(scores)), key=scores.__getitem__)
-            responses.append(
-                Response(text=r.choices[best], input_tokens=len(prompt), output_tokens=0, choice_logprobs=scores)
-            )
+        """Sum of log-probabilities of each choice as the continuation of the prompt. Each
+        prompt is prefilled once, in one batch; every choice then continues from its cache."""
+        if not requests:
+            return []
+        device = model.device
+        prompts = [prompt_ids(tokenizer, r) for r in requests]
+        choices = [[tokenizer.encode(c, add_special_tokens=False) for c in r.choices] for r in requests]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        owner = [i for i, cs in enumerate(choices) for _ in cs]
+        flat = [c for cs in choices for c in cs]
+        scores = [first[i, c[0]].item() for i, c in zip(owner, flat)]
+        rest = max(len(c) for c in flat) - 1  # choice tokens after the first, fed on the cache
+        if rest > 0:
+            cache = out.past_key_values
+            cache.reorder_cache(torch.tensor(owner, device=device))
+            step = torch.tensor([c[:-1] + [pad] * (rest + 1 - len(c)) for c in flat], device=device)
+            step_mask = torch.tensor([[1] * (len(c) - 1) + [0] * (rest + 1 - len(c)) for c in flat], device=device)
+            positions = torch.tensor([[len(prompts[i]) + j for j in range(rest)] for i in owner], device=device)
+            logits = model(input_ids=step, attention_mask=torch.cat([mask[owner], step_mask], dim=1),
+                           position_ids=positions, past_key_values=cache).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for row, c in enumerate(flat):
+                scores[row] += sum(logprobs[row, j - 1, c[j]].item() for j in range(1, len(c)))
+        responses, start = [], 0
+        for r, prompt, cs in zip(requests, prompts, choices):
+            mine = scores[start : start + len(cs)]
+            start += len(cs)
+            best = max(range(len(mine)), key=mine.__getitem__)
+            responses.append(Response(text=r.choices[best], input_tokens=len(prompt), output_tokens=0, choice_logprobs=mine))
         return responses
 
 
