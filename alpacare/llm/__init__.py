@@ -21,11 +21,11 @@ def make_provider(spec: dict, model_dir: str | None = None) -> Provider:
     if kind == "openai":
         from .openai_api import OpenAIProvider
 
-        return OpenAIProvider(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env", "OPENAI_API_KEY"))
+        return OpenAIProvider(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"))
     if kind == "anthropic":
         from .anthropic_api import AnthropicProvider
 
-        return AnthropicProvider(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env", "ANTHROPIC_API_KEY"))
+        return AnthropicProvider(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"))
     raise LLMError(f"unknown provider {kind!r} (known: local, openai, anthropic)")
 
 

@@ -25,14 +25,16 @@ def retry_after(headers) -> float | None:
 
 
 class APIProvider(Provider):
-    """Subclasses set `name` and `default_host` and implement make_client and complete_one."""
+    """Subclasses set `name`, `default_host` and `default_key_env`, and implement make_client
+    and complete_one."""
 
     batched = False
     default_host = ""
+    default_key_env = ""
 
-    def __init__(self, base_url: str | None = None, api_key_env: str = "", timeout: float = 120.0):
+    def __init__(self, base_url: str | None = None, api_key_env: str | None = None, timeout: float = 120.0):
         self.base_url = base_url
-        self.api_key_env = api_key_env
+        self.api_key_env = api_key_env or self.default_key_env
         self.timeout = timeout
         self._client = None
         self._key = ""

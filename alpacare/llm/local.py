@@ -81,24 +81,18 @@ class LocalProvider(Provider):
         device = model.device
         prompts = [prompt_ids(tokenizer, r) for r in requests]
         choices = [[tokenizer.encode(c, add_special_tokens=False) for c in r.choices] for r in requests]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                    use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        pad = pad_id(tokenizer)
         owner = [i for i, cs in enumerate(choices) for _ in cs]
         flat = [c for cs in choices for c in cs]
-        scores = [first[i, c[0]].item() for i, c in zip(owner, flat)]
+        cache, last, mask = prefill(model, [prompts[i] for i in owner], pad)
+        first = torch.log_softmax(last, dim=-1)
+        scores = [first[row, c[0]].item() for row, c in enumerate(flat)]
         rest = max(len(c) for c in flat) - 1  # choice tokens after the first, fed on the cache
         if rest > 0:
-            cache = out.past_key_values
-            cache.reorder_cache(torch.tensor(owner, device=device))
             step = torch.tensor([c[:-1] + [pad] * (rest + 1 - len(c)) for c in flat], device=device)
             step_mask = torch.tensor([[1] * (len(c) - 1) + [0] * (rest + 1 - len(c)) for c in flat], device=device)
             positions = torch.tensor([[len(prompts[i]) + j for j in range(rest)] for i in owner], device=device)
-            logits = model(input_ids=step, attention_mask=torch.cat([mask[owner], step_mask], dim=1),
+            logits = model(input_ids=step, attention_mask=torch.cat([mask, step_mask], dim=1),
                            position_ids=positions, past_key_values=cache).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, c in enumerate(flat):
@@ -116,8 +110,29 @@ def prompt_ids(tokenizer, request: Request) -> list[int]:
     if request.messages is not None:
         messages = [{"role": role, "content": content} for role, content in request.messages]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     return tokenizer.encode(request.prompt, add_special_tokens=False)
+
+
+def pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def prefill(model, prompts: list[list[int]], pad: int):
+    """Run each distinct prompt once, left-padded in one batch, and fan its KV cache out to
+    one row per entry of `prompts`. Returns (cache, last-token logits, attention mask) per row."""
+    unique: dict[tuple, int] = {}
+    owner = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+    width = max(len(p) for p in unique)
+    device = model.device
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in unique], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in unique], device=device)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True, logits_to_keep=1)
+    index = torch.tensor(owner, device=device)
+    cache = out.past_key_values
+    cache.reorder_cache(index)
+    return cache, out.logits[:, -1].float().index_select(0, index), mask.index_select(0, index)
 
 
 class _Row:
@@ -148,25 +163,13 @@ class _Decoder:
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.eos.discard(None)
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos))
+        self.pad = pad_id(tokenizer)
 
     def run(self) -> list[Response]:
         device = self.model.device
         prompts = [prompt_ids(self.tok, r) for r in self.requests]
         # requests with the same prompt share one prefill
-        unique: dict[tuple, int] = {}
-        owner = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-        distinct = list(unique)
-        width = max(len(p) for p in distinct)
-        ids = torch.tensor([[self.pad] * (width - len(p)) + list(p) for p in distinct], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in distinct], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        index = torch.tensor(owner, device=device)
-        cache.reorder_cache(index)
-        logits = out.logits[:, -1].float().index_select(0, index)
-        mask = mask.index_select(0, index)
+        cache, logits, mask = prefill(self.model, prompts, self.pad)
 
         rows = [_Row(r, self.tok, len(p)) for r, p in zip(self.requests, prompts)]
         active = list(range(len(rows)))  # row numbers still decoding, in batch order

@@ -10,10 +10,8 @@ from .base import LLMError, Request, Response
 
 class OpenAIProvider(APIProvider):
     name = "openai"
+    default_key_env = "OPENAI_API_KEY"
     default_host = "api.openai.com"
-
-    def __init__(self, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0):
-        super().__init__(base_url, api_key_env, timeout)
 
     def make_client(self, key: str):
         # max_retries=0: retries (and their backoff) belong to our client layer
