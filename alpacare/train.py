@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .data import alpaca_prompt
+from .template import alpaca_prompt
 
 IGNORE = -100
 

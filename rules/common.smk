@@ -43,8 +43,13 @@ def public(spec):
 
 
 def code(*modules):
-    """The package modules that decide a rule's output: editing one reruns the rule
-    (Snakemake itself only tracks the rule's own script)."""
+    """The package files that decide a rule's output, as dotted module names under alpacare
+    ("stages.judge", "judge"); a package name ("llm", "checkpoints") stands for all of its modules. Editing
+    one reruns the rule (Snakemake itself only tracks the rule's own script); list exactly
+    what the rule runs, so that an edit elsewhere reruns nothing."""
     root = Path(alpacare.__file__).parent
-    return [str(root / f"{m}.py") for m in modules]
-
+    files = []
+    for m in modules:
+        path = root.joinpath(*m.split("."))
+        files += sorted(map(str, path.glob("*.py"))) if path.is_dir() else [str(path.with_suffix(".py"))]
+    return files

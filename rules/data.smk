@@ -2,6 +2,8 @@
 
 
 rule backbone:
+    input:
+        code=code("models"),
     output:
         directory("results/models/{backbone}"),
     params:
@@ -14,7 +16,8 @@ rule backbone:
 
 rule seeds:
     input:
-        config["seeds"],
+        seeds=config["seeds"],
+        code=code("stages.data", "seeds"),
     output:
         "results/selfinstruct/seeds.jsonl",
     log:
@@ -25,7 +28,8 @@ rule seeds:
 
 rule testset:
     input:
-        lambda w: [config["testsets"][w.testset]["path"]] if "path" in config["testsets"][w.testset] else [],
+        files=lambda w: [config["testsets"][w.testset]["path"]] if "path" in config["testsets"][w.testset] else [],
+        code=code("stages.testsets", "testsets"),
     output:
         "results/testsets/{testset}.jsonl",
     params:
@@ -38,11 +42,12 @@ rule testset:
 
 rule dataset:
     input:
-        lambda w: (
+        responses=lambda w: (
             ["results/selfinstruct/responses.jsonl"]
             if config["datasets"][w.dataset].get("source") == "selfinstruct"
             else []
         ),
+        code=code("stages.data", "data"),
     output:
         "results/data/{dataset}.json",
     params:

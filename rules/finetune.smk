@@ -12,7 +12,7 @@ rule finetune:
     input:
         data=lambda w: [f"results/data/{d['dataset']}.json" for d in config["models"][w.model]["data"]],
         backbone=lambda w: backbone_dir(config["models"][w.model]["backbone"]),
-        code=code("train", "data"),
+        code=code("stages.finetune", "train", "template", "mixture"),
     output:
         directory("results/checkpoints/{model}"),
     params:

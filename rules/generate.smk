@@ -22,7 +22,7 @@ rule generate:
                 **generator_plan(w.generator, w.testset)[1],
             }
         ),
-        code=code("data"),
+        code=code("stages.generate", "stages.common", "outputs", "template", "data", "llm", "checkpoints"),
     output:
         "results/outputs/{generator}/{testset}.json",
     params:

@@ -10,7 +10,7 @@ rule judge:
                 **llm_inputs(config["judges"][w.judge]["llm"], key="judge_model"),
             }
         ),
-        code=code("judge"),
+        code=code("stages.judge", "stages.common", "judge", "data", "llm", "checkpoints"),
     output:
         "results/verdicts/{judge}/{reference}/{testset}/{model}.jsonl",
     wildcard_constraints:

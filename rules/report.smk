@@ -11,7 +11,7 @@ VERDICTS = {
 rule report:
     input:
         verdicts=list(VERDICTS.values()),
-        code=code("report", "judge"),
+        code=code("stages.report", "report", "judge"),
     output:
         csv="results/tables/winrates.csv",
         md="results/tables/winrates.md",

@@ -5,7 +5,7 @@ SI = config.get("selfinstruct", {})
 rule generate_tasks:
     input:
         unpack(lambda w: {"seeds": "results/selfinstruct/seeds.jsonl", **llm_inputs(SI["teacher"])}),
-        code=code("selfinstruct"),
+        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "llm", "checkpoints"),
     output:
         tasks="results/selfinstruct/tasks.raw.jsonl",
         rejects="results/selfinstruct/rejects.jsonl",
@@ -29,7 +29,7 @@ rule dedup:
     input:
         tasks="results/selfinstruct/tasks.raw.jsonl",
         seeds="results/selfinstruct/seeds.jsonl",
-        code=code("dedup", "rouge"),
+        code=code("stages.selfinstruct", "dedup", "rouge"),
     output:
         tasks="results/selfinstruct/tasks.jsonl",
         report="results/selfinstruct/dedup_report.json",
@@ -45,7 +45,7 @@ rule dedup:
 rule respond:
     input:
         unpack(lambda w: {"tasks": "results/selfinstruct/tasks.jsonl", **llm_inputs(SI["responder"])}),
-        code=code("data"),
+        code=code("stages.selfinstruct", "stages.common", "data", "llm", "checkpoints"),
     output:
         "results/selfinstruct/responses.jsonl",
     params:

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import dedup_tasks
+from alpacare.stages.selfinstruct import dedup_tasks
 
 setup(snakemake)
 dedup_tasks(snakemake.input.tasks, snakemake.input.seeds, snakemake.output.tasks, snakemake.output.report,

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import finetune
+from alpacare.stages.finetune import finetune
 
 setup(snakemake)
 finetune(list(snakemake.input.data), list(snakemake.params.caps), snakemake.input.backbone, snakemake.output[0],

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import generate_outputs
+from alpacare.stages.generate import generate_outputs
 
 setup(snakemake)
 generate_outputs(

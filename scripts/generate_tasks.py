@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import generate_tasks
+from alpacare.stages.selfinstruct import generate_tasks
 
 setup(snakemake)
 p = snakemake.params

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import judge_outputs
+from alpacare.stages.judge import judge_outputs
 
 setup(snakemake)
 j = snakemake.params.judge

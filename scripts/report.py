@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import make_report
+from alpacare.stages.report import make_report
 
 setup(snakemake)
 files = {tuple(key): path for key, path in zip(snakemake.params.verdict_keys, snakemake.input.verdicts)}

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import respond
+from alpacare.stages.selfinstruct import respond
 
 setup(snakemake)
 p = snakemake.params

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import prepare_seeds
+from alpacare.stages.data import prepare_seeds
 
 setup(snakemake)
-prepare_seeds(list(snakemake.input), snakemake.output[0])
+prepare_seeds(list(snakemake.input.seeds), snakemake.output[0])

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages import prepare_testset
+from alpacare.stages.testsets import prepare_testset
 
 setup(snakemake)
 spec = snakemake.params.spec

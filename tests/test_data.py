@@ -1,6 +1,10 @@
 import pytest
 
-from alpacare.data import alpaca_prompt, imported_outputs, mix, normalize_testset, to_alpaca
+from alpacare.data import to_alpaca
+from alpacare.mixture import mix
+from alpacare.outputs import imported_outputs
+from alpacare.template import alpaca_prompt
+from alpacare.testsets import normalize_testset
 from alpacare.io import read_records
 from conftest import reference_file
 
