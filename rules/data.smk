@@ -47,7 +47,7 @@ rule dataset:
             if config["datasets"][w.dataset].get("source") == "selfinstruct"
             else []
         ),
-        code=code("stages.data", "data"),
+        code=code("stages.dataset", "data"),
     output:
         "results/data/{dataset}.json",
     params:

@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages.data import build_dataset
+from alpacare.stages.dataset import build_dataset
 
 setup(snakemake)
 build_dataset(snakemake.output[0], responses_path=(snakemake.input.responses or [None])[0], url=snakemake.params.spec.get("url"))
