@@ -40,7 +40,7 @@ def verb_breakdown(dataset_path, *, name, out_table, out_summary, out_figure, mo
             stats.skipped_figure(tmp, why)
         return
     records = read_records(dataset_path)
-    model = f"{nlp.meta.get('name', '?')} {nlp.meta.get('version', '')}".strip()
+    model = f"{nlp.meta.get('lang', '?')}_{nlp.meta.get('name', '?')} {nlp.meta.get('version', '')}".strip()
     log.info("verb/object breakdown of %d instructions with spaCy %s", len(records), model)
     pairs, missing = stats.verb_object_counts([r["instruction"] for r in records], nlp,
                                               progress=lambda n, total: log.info("parsed %d/%d instructions", n, total))
