@@ -249,3 +249,49 @@ def test_request_cap_ends_generation_short_of_the_target(api, tmp_path):
     summary = read_json("generation.json")
     # every echoed task is a seed, so none survives; the cap stops it
     assert summary["requests"] == 4 and summary["surviving_dedup"] == 0 and summary["system_prompt"] is None
+
+
+# --- a real snakemake run of the self-instruct rules and the statistics ----------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+from conftest import copy_project  # noqa: E402
+
+
+@pytest.mark.workflow
+def test_selfinstruct_rules_card_and_statistics(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    project = copy_project(tmp_path)
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    with FakeAPI() as server:
+        config["llms"]["served"] = {"provider": "openai", "model": "gpt-4", "base_url": server.openai_url}
+        config["selfinstruct"].update(teacher="served", responder="served", prompting="list", requests=10, target_tasks=5,
+                                      dedup={"threshold": 1.0, "policy": "keep-first"},
+                                      sampling={"temperature": 1.0, "top_p": 1.0, "presence_penalty": 1.5, "max_tokens": 3072},
+                                      response_sampling={"temperature": 1.0, "top_p": 1.0, "presence_penalty": 1.5, "max_tokens": 300})
+        config["stats"] = {"datasets": ["medinstruct"], "spacy_models": ["no_such_pipeline_xyz"]}
+        (project / "si.yaml").write_text(yaml.safe_dump(config))
+        targets = ["results/data/medinstruct.card.md", "results/stats/medinstruct/table.md", "results/stats/medinstruct/verbs.md"]
+        run = subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", "1", "--configfile", "si.yaml"],
+                             cwd=project, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        asked = len(server.requests)
+    r = project / "results"
+    # 2 requests (3 echoed seed examples each) reach the target of 5; the dedup keeps the first 5
+    assert asked == 2 + 5
+    assert json.loads((r / "selfinstruct/generation.json").read_text())["requests"] == 2
+    assert len(read_jsonl(r / "selfinstruct/tasks.jsonl")) == 5
+    card = (r / "data/medinstruct.card.md").read_text()
+    for line in ("| requests to the teacher (2 round(s), cap 10, target 5 surviving tasks) | 2 |", "| tasks parsed | 6 |",
+                 "| beyond the target | 1 |", "| **training records** | **5** |", "| text before the first field | 2 |",
+                 "- generation template: `prompts/selfinstruct/list.txt`", "- `seeds/medical_seed_tasks.json`"):
+        assert line in card
+    assert "| records | 5 |" in (r / "stats/medinstruct/table.md").read_text()
+    assert "Skipped: " in (r / "stats/medinstruct/verbs.md").read_text()
+    log = (r / "logs/selfinstruct/generate_tasks.log").read_text()
+    assert "round 1: requests 0-0" in log and "round 2: requests 1-1" in log
+    training = json.loads((r / "data/medinstruct.json").read_text())
+    assert len(training) == 5 and {"type", "topic", "view", "difficulty"} <= set(training[0])
