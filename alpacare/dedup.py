@@ -13,8 +13,8 @@ every text is cut into "elements" (a token and its occurrence number: the 2nd "o
 element), the elements are put in one global order (rarest first), and a text is indexed under
 its first len - min_overlap(len) + 1 elements only (prefix filtering, Chaudhuri et al. 2006;
 Bayardo et al. 2007): two texts sharing at least k elements must share one of those prefix
-elements. Candidates found through the index then pass the length bound, the shared-token
-bound and finally the exact bit-parallel LCS. No step ever skips a pair rouge-score would flag.
+elements. Candidates found through the index then pass the length bound, a positional bound
+(PPJoin), the shared-token bound and finally the exact bit-parallel LCS. No step ever skips a pair rouge-score would flag.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from functools import lru_cache
 from .rouge import NEVER, Tokens, min_lcs, min_overlap, rouge_l
 
 POLICIES = ("keep-first", "drop-both-members")
+_POS_BITS = 12
+_POS_MASK = (1 << _POS_BITS) - 1
 log = logging.getLogger("alpacare")
 
 
@@ -84,27 +86,43 @@ class _Index:
         self.items.append(tok)
         self.sets.append(elements)
         self.lengths.append(len(tok.tokens))
-        for element in self._prefix(len(tok.tokens), elements):
-            self.postings.setdefault(element, []).append(ident)
+        # each posting carries the element's position in this text's order (capped: a smaller
+        # position only loosens the bound below, so capping stays exact)
+        for position, element in enumerate(self._prefix(len(tok.tokens), elements)):
+            self.postings.setdefault(element, []).append(ident << _POS_BITS | min(position, _POS_MASK))
         return ident
 
     def matches(self, tok: Tokens, elements: frozenset[int], stats: Counter) -> list[tuple[int, float]]:
         """(id, score) of every indexed text scoring above the threshold with `tok`, by id."""
         n = len(tok.tokens)
-        candidates: set[int] = set()
-        postings = self.postings
-        for element in self._prefix(n, elements):
-            hits = postings.get(element)
-            if hits:
-                candidates.update(hits)
-        stats["candidates"] += len(candidates)
         need_for = _need_row(n, self.threshold)
-        lengths, sets, out = self.lengths, self.sets, []
-        for ident in candidates:
-            m = lengths[ident]
-            # the LCS is at most the shared elements (tokens with multiplicity)
-            if m < len(need_for) and len(elements.intersection(sets[ident])) >= need_for[m]:
-                out.append(ident)
+        longest = len(need_for)
+        lengths, sets, postings = self.lengths, self.sets, self.postings
+        # Positional filter (PPJoin, Xiao et al. 2008): where a text is first met, at position i
+        # of the query's order and j of its own, neither has an element of lower rank in common,
+        # so they share at most min(n - i, m - j) elements.
+        seen: set[int] = set()
+        out = []
+        for i, element in enumerate(self._prefix(n, elements)):
+            hits = postings.get(element)
+            if not hits:
+                continue
+            left = n - i
+            for code in hits:
+                ident = code >> _POS_BITS
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                m = lengths[ident]
+                if m >= longest:
+                    continue
+                need = need_for[m]
+                if left < need or m - (code & _POS_MASK) < need:
+                    continue
+                # the LCS is at most the shared elements (tokens with multiplicity)
+                if len(elements.intersection(sets[ident])) >= need:
+                    out.append(ident)
+        stats["candidates"] += len(seen)
         stats["scored"] += len(out)
         scored = []
         for ident in sorted(out):

@@ -226,7 +226,7 @@ def naive_keep_first(texts: list[str], threshold: float) -> tuple[list[int], int
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=24000, help="corpus size (at least 20,000 for the headline)")
-    parser.add_argument("--sample", type=int, default=2000, help="candidates the naive loop runs on")
+    parser.add_argument("--sample", type=int, default=1000, help="candidates the naive loop runs on")
     parser.add_argument("--threshold", type=float, default=0.7)
     args = parser.parse_args()
     texts = generate(args.n)
