@@ -76,6 +76,8 @@ def check_references(config: dict, source: str = "config") -> None:
     for name, spec in config.get("datasets", {}).items():
         if spec.get("source") == "selfinstruct" and "selfinstruct" not in config:
             raise ConfigError(f"{source}: 'datasets.{name}' comes from selfinstruct, but there is no 'selfinstruct' section")
+    for n, name in enumerate(config.get("stats", {}).get("datasets", [])):
+        need("datasets", name, f"stats.datasets.{n}")
     for name, spec in config.get("models", {}).items():
         need("backbones", spec["backbone"], f"models.{name}.backbone")
         for n, part in enumerate(spec["data"]):

@@ -1,35 +1,95 @@
-"""Seed tasks: clinician-style (topic, view, type, difficulty 1-5, instruction, input)."""
+"""Seed tasks: clinician-style (topic, view, type, difficulty 1-5, instruction, input).
+
+A config's `seeds:` lists files, or names of published seed sets (`alpacare-official`:
+AlpaCare's 167 clinician-crafted seeds), which are downloaded from their public address and
+checked against a pinned SHA-256 before use; nothing published is copied into the project.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 SEED_FIELDS = ("topic", "view", "type", "difficulty", "instruction", "input")
 NO_INPUT = "<noinput>"
+
+# AlpaCare's seeds at the commit the project was checked against (data licence: CC BY-NC 4.0)
+OFFICIAL_SEEDS = {
+    "alpacare-official": {
+        "url": "https://raw.githubusercontent.com/XZhang97666/AlpaCare/b469c41bcd7ddd57dd0bc072ef99d017c5cb0e4b/data/med_seed.json",
+        "sha256": "01626406491f59826f4a7111a25e9d7cf57d5dfdff0b50221e8c4cf6f4e8e7a2",
+        "about": "AlpaCare's 167 clinician-crafted seed tasks (XZhang97666/AlpaCare, data/med_seed.json, CC BY-NC 4.0)",
+    },
+}
 
 
 class SeedError(ValueError):
     pass
 
 
+def is_official(entry: str | Path) -> bool:
+    """A `seeds:` entry that names a published seed set rather than a file."""
+    return str(entry) in OFFICIAL_SEEDS
+
+
+def download_official(name: str, timeout: float = 60) -> bytes:
+    """The published seed file's bytes, verified against the pinned checksum."""
+    spec = OFFICIAL_SEEDS[name]
+    try:
+        with urllib.request.urlopen(spec["url"], timeout=timeout) as response:
+            raw = response.read()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise SeedError(
+            f"seeds '{name}': could not download {spec['url']} ({reason}). Official seeds are fetched from their "
+            "public address when a config names them; offline, download the file elsewhere, check its SHA-256 "
+            f"({spec['sha256']}) and list its path under 'seeds:' instead") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != spec["sha256"]:
+        raise SeedError(f"seeds '{name}': {spec['url']} has SHA-256 {digest}, expected {spec['sha256']} "
+                        "(the published file changed or the download was altered); refusing to use it")
+    return raw
+
+
 def load_seeds(paths: list[str | Path]) -> list[dict]:
-    """Read and check seed files; every problem names the file, the item and the field."""
+    """Read and check seed files (or official seed sets by name); every problem names the
+    file, the item and the field."""
     seeds = []
     for path in paths:
-        try:
-            items = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SeedError(f"{path}: seed file not found") from None
-        except json.JSONDecodeError as err:
-            raise SeedError(f"{path}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-        if not isinstance(items, list):
-            raise SeedError(f"{path}: expected a JSON list of seed tasks, got {type(items).__name__}")
-        for n, item in enumerate(items):
-            seeds.append(check_seed(item, f"{path}: item {n}"))
+        if is_official(path):
+            raw, where = download_official(str(path)), f"{path} ({OFFICIAL_SEEDS[str(path)]['url']})"
+        else:
+            try:
+                raw, where = Path(path).read_bytes(), str(path)
+            except FileNotFoundError:
+                raise SeedError(f"{path}: seed file not found (known seed set names: {', '.join(OFFICIAL_SEEDS)})") from None
+            except IsADirectoryError:
+                raise SeedError(f"{path}: is a directory, not a seed file") from None
+        seeds += parse_seed_file(raw, where)
     if not seeds:
-        raise SeedError(f"no seed tasks in {', '.join(map(str, paths))}")
+        raise SeedError("no seed files given")
     return seeds
+
+
+def parse_seed_file(raw: bytes, where: str) -> list[dict]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SeedError(f"{where}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
+    if not text.strip():
+        raise SeedError(f"{where}: the file is empty")
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SeedError(f"{where}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    if not isinstance(items, list):
+        raise SeedError(f"{where}: expected a JSON list of seed tasks, got {type(items).__name__}")
+    if not items:
+        raise SeedError(f"{where}: the list of seed tasks is empty")
+    return [check_seed(item, f"{where}: item {n}") for n, item in enumerate(items)]
 
 
 def check_seed(item, where: str) -> dict:

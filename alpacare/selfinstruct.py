@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from pathlib import Path
 
 from .llm import Request
 from .seeds import NO_INPUT
@@ -20,27 +21,39 @@ FIELDS = ("Type", "Topic", "View", "Difficulty", "Instruction", "Input")
 # tokens each field value may take in `fields` mode
 FIELD_MAX_TOKENS = {"Type": 12, "Topic": 12, "View": 12, "Difficulty": 3, "Instruction": 80, "Input": 160}
 
-REQUIREMENTS = """You are asked to come up with a set of {n} diverse medical task instructions.
-Here are the requirements:
-1. Every task belongs to the medical domain.
-2. Tasks take varied points of view: patients, caregivers, nurses, medical students, clinicians and experts.
-3. Topics range widely: diseases, treatment, diagnosis, epidemiology, pharmacology, pathophysiology, anatomy, genetics, medical education and more.
-4. Task types vary: text generation, open Q&A, chat, rewriting, summarization, classification, information extraction, multiple-choice and USMLE-style Q&A, single-hop and multi-hop reasoning.
-5. Difficulty runs from 1 (easiest) to 5 (hardest).
-6. Phrase instructions in varied ways, mixing questions and imperatives.
-7. If a task needs no input, write "<noinput>" as its input; otherwise give a concrete input of 50 to 200 words (symptoms, a clinical note, a report, an exam question with its choices).
-8. Match the wording to the point of view: simple first person for patients, professional terms for clinicians.
-9. Write each task as the lines 'Type:', 'Topic:', 'View:', 'Difficulty:', 'Instruction:', 'Input:' and start each task with '###'.
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "selfinstruct"
+DEFAULT_PROMPT = {"list": "prompts/selfinstruct/list.txt", "fields": "prompts/selfinstruct/fields.txt"}
 
-List of {n} tasks:
-"""
 
-FIELDS_PREAMBLE = "Below are diverse medical tasks written by clinicians. Each has a type, a topic, a point of view, a difficulty from 1 to 5, an instruction and an input.\n\n"
+def load_template(path: str | Path) -> str:
+    """A generation prompt template: text with `{examples}` (the seed tasks shown, as
+    numbered ### blocks) and optionally `{num_tasks}`; the next task's header follows it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the prompt template ({err})") from None
+    if "{examples}" not in text:
+        raise ValueError(f"{path}: the prompt template has no {{examples}} placeholder for the seed tasks")
+    # the file's final newline is not part of the prompt: the examples end with one already
+    return text[:-1] if text.endswith("\n") else text
+
+
+def read_prompt(path: str | Path | None) -> str | None:
+    """A system prompt file's text (None for no file), stripped of the final newline."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the system prompt ({err})") from None
+    if not text:
+        raise ValueError(f"{path}: the system prompt is empty")
+    return text
 
 
 def derived_seed(*parts) -> int:
-    """A stable 32-bit seed from (run seed, request index, ...): the same request is asked
-    the same way on every run, resume or retry."""
+    """A stable 32-bit seed from (run seed, what identifies the request): the same request is
+    asked the same way on every run, resume or retry."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big")
 
 
@@ -53,28 +66,40 @@ def format_task(number: int, task: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_requests(seeds, *, model, prompting, run_seed, requests, examples_per_request, tasks_per_request, sampling):
-    """All requests of the stage, each tagged with (request index, slot)."""
+def build_requests(seeds, *, model, prompting, run_seed, requests, examples_per_request, tasks_per_request, sampling,
+                   template, system=None, first=0):
+    """Requests number first .. first+requests-1, each tagged with (request number, slot).
+    A request's seed examples and sampling seed derive from (run seed, its number) alone, so
+    asking for more, resuming or retrying never changes what an earlier request asked."""
     out = []
-    for r in range(requests):
+    for r in range(first, first + requests):
         examples = sample_examples(seeds, run_seed, r, examples_per_request)
         shown = "".join(format_task(i + 1, t) for i, t in enumerate(examples))
         next_number = len(examples) + 1
+        prompt = (template.replace("{num_tasks}", str(tasks_per_request + len(examples)))
+                  .replace("{examples}", shown) + f"### {next_number}\n")
         if prompting == "list":
-            prompt = REQUIREMENTS.format(n=tasks_per_request + len(examples)) + shown + f"### {next_number}\n"
             # the stop keeps the teacher from writing past the last task asked for
             stop = (f"### {len(examples) + tasks_per_request + 1}",)
-            out.append(
-                ((r, 0), Request.chat(model, prompt, stop=stop, seed=derived_seed(run_seed, "request", r), **sampling))
-            )
+            request = Request.chat(model, prompt, system=system, stop=stop, seed=derived_seed(run_seed, "request", r), **sampling)
+            out.append(((r, 0), request))
         else:
-            prompt = FIELDS_PREAMBLE + shown + f"### {next_number}\n"
             fields = tuple((f, FIELD_MAX_TOKENS[f]) for f in FIELDS)
+            params = {k: v for k, v in sampling.items() if k != "max_tokens"}
             for slot in range(tasks_per_request):
-                params = {k: v for k, v in sampling.items() if k != "max_tokens"}
                 request = Request(model=model, prompt=prompt, fields=fields, seed=derived_seed(run_seed, "task", r, slot), **params)
                 out.append(((r, slot), request))
     return out
+
+
+def response_request(model: str, task: dict, *, run_seed: int, system: str | None, sampling: dict) -> Request:
+    """The responder's request for one task. Its sampling seed derives from the task's content
+    (instruction and input), never its position, so after any change upstream (a dedup
+    setting, more generated tasks) every unchanged task is a cache hit."""
+    from .data import user_message
+
+    seed = derived_seed(run_seed, "response", task["instruction"], task["input"])
+    return Request.chat(model, user_message(task["instruction"], task["input"]), system=system, seed=seed, **sampling)
 
 
 _BLOCK_SPLIT = re.compile(r"^\s*###.*$", re.MULTILINE)

@@ -14,12 +14,19 @@ rule backbone:
         "../scripts/backbone.py"
 
 
+from alpacare.seeds import OFFICIAL_SEEDS, is_official
+
+
 rule seeds:
     input:
-        seeds=config["seeds"],
+        # files in the project; named seed sets (alpacare-official) are downloaded by the job
+        seeds=[s for s in config["seeds"] if not is_official(s)],
         code=code("stages.data", "seeds"),
     output:
         "results/selfinstruct/seeds.jsonl",
+    params:
+        sources=config["seeds"],
+        pins={s: OFFICIAL_SEEDS[s]["sha256"] for s in config["seeds"] if is_official(s)},
     log:
         "results/logs/seeds.log",
     script:

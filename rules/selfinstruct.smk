@@ -1,20 +1,37 @@
-# Self-instruct: seed tasks -> generated tasks -> deduplicated tasks -> responses.
+# Self-instruct: seed tasks -> generated tasks -> deduplicated tasks -> responses (+ the dataset card).
 SI = config.get("selfinstruct", {})
+SI_DEDUP = SI.get("dedup", {})
+
+
+def si_prompt():
+    """The generation prompt template: the config's, or the default for the prompting mode."""
+    return SI.get("prompt") or {"list": "prompts/selfinstruct/list.txt", "fields": "prompts/selfinstruct/fields.txt"}[SI.get("prompting", "list")]
+
+
+def si_files(**files):
+    """Named input files, leaving out the ones a config switched off (null)."""
+    return {k: v for k, v in files.items() if v}
 
 
 rule generate_tasks:
     input:
-        unpack(lambda w: {"seeds": "results/selfinstruct/seeds.jsonl", **llm_inputs(SI["teacher"])}),
-        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "llm", "checkpoints"),
+        unpack(lambda w: {"seeds": "results/selfinstruct/seeds.jsonl", **llm_inputs(SI["teacher"]),
+                          **si_files(prompt=si_prompt(),
+                                     system=SI.get("system_prompt") if SI.get("prompting") == "list" else None)}),
+        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "llm", "checkpoints", "dedup", "rouge", "data"),
     output:
         tasks="results/selfinstruct/tasks.raw.jsonl",
         rejects="results/selfinstruct/rejects.jsonl",
+        summary="results/selfinstruct/generation.json",
     params:
         teacher=SI.get("teacher"),
         spec=public(config["llms"][SI["teacher"]]) if SI else None,
         prompting=SI.get("prompting"),
         run_seed=config["run_seed"],
         requests=SI.get("requests"),
+        target_tasks=SI.get("target_tasks"),
+        # with a target, generation stops on the dedup's count, so the dedup settings decide the output
+        dedup=SI_DEDUP if SI.get("target_tasks") else None,
         examples_per_request=SI.get("examples_per_request"),
         tasks_per_request=SI.get("tasks_per_request"),
         sampling=SI.get("sampling"),
@@ -34,8 +51,9 @@ rule dedup:
         tasks="results/selfinstruct/tasks.jsonl",
         report="results/selfinstruct/dedup_report.json",
     params:
-        threshold=SI.get("dedup", {}).get("threshold"),
-        policy=SI.get("dedup", {}).get("policy"),
+        threshold=SI_DEDUP.get("threshold"),
+        policy=SI_DEDUP.get("policy"),
+        target_tasks=SI.get("target_tasks"),
     log:
         "results/logs/selfinstruct/dedup.log",
     script:
@@ -44,8 +62,9 @@ rule dedup:
 
 rule respond:
     input:
-        unpack(lambda w: {"tasks": "results/selfinstruct/tasks.jsonl", **llm_inputs(SI["responder"])}),
-        code=code("stages.selfinstruct", "stages.common", "data", "llm", "checkpoints"),
+        unpack(lambda w: {"tasks": "results/selfinstruct/tasks.jsonl", **llm_inputs(SI["responder"]),
+                          **si_files(system=SI.get("responder_system_prompt"))}),
+        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "data", "llm", "checkpoints"),
     output:
         "results/selfinstruct/responses.jsonl",
     params:
@@ -58,3 +77,28 @@ rule respond:
         "results/logs/selfinstruct/respond.log",
     script:
         "../scripts/respond.py"
+
+
+SI_DATASETS = [n for n, spec in config.get("datasets", {}).items() if spec.get("source") == "selfinstruct"]
+
+
+rule dataset_card:
+    wildcard_constraints:
+        dataset="|".join(re.escape(n) for n in SI_DATASETS) or "(?!)",
+    input:
+        seeds="results/selfinstruct/seeds.jsonl",
+        summary="results/selfinstruct/generation.json",
+        rejects="results/selfinstruct/rejects.jsonl",
+        report="results/selfinstruct/dedup_report.json",
+        responses="results/selfinstruct/responses.jsonl",
+        code=code("stages.stats", "stats", "data", "seeds"),
+    output:
+        "results/data/{dataset}.card.md",
+    params:
+        seed_sources=config.get("seeds"),
+        responder=lambda w: {"name": SI.get("responder"), **public(config["llms"][SI["responder"]]),
+                             "sampling": SI.get("response_sampling"), "system_prompt": SI.get("responder_system_prompt")},
+    log:
+        "results/logs/dataset_card/{dataset}.log",
+    script:
+        "../scripts/dataset_card.py"

@@ -4,8 +4,9 @@ from alpacare.stages.selfinstruct import generate_tasks
 setup(snakemake)
 p = snakemake.params
 generate_tasks(
-    snakemake.input.seeds, snakemake.output.tasks, snakemake.output.rejects,
+    snakemake.input.seeds, snakemake.output.tasks, snakemake.output.rejects, snakemake.output.summary,
     teacher=p.teacher, spec=p.spec, settings=snakemake.config["llm"], model_dir=snakemake.input.get("model"),
     prompting=p.prompting, run_seed=p.run_seed, requests=p.requests, examples_per_request=p.examples_per_request,
-    tasks_per_request=p.tasks_per_request, sampling=dict(p.sampling),
+    tasks_per_request=p.tasks_per_request, sampling=dict(p.sampling), prompt_path=snakemake.input.prompt,
+    system_path=snakemake.input.get("system"), target_tasks=p.target_tasks, dedup_settings=p.dedup,
 )

@@ -2,4 +2,4 @@ from alpacare.snake import setup
 from alpacare.stages.data import prepare_seeds
 
 setup(snakemake)
-prepare_seeds(list(snakemake.input.seeds), snakemake.output[0])
+prepare_seeds(list(snakemake.params.sources), snakemake.output[0])

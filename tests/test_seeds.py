@@ -61,3 +61,87 @@ def test_string_difficulty_and_empty_input_are_normalized(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(SeedError, match="nope.json: seed file not found"):
         load_seeds([tmp_path / "nope.json"])
+
+
+def test_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"topic": "Caf\xe9"}]'.encode("latin-1"))
+    with pytest.raises(SeedError, match=r"latin1\.json: not UTF-8 text \(byte 0xe9 at offset 15\)"):
+        load_seeds([path])
+
+
+@pytest.mark.parametrize("content, message", [("", "the file is empty"), ("  \n", "the file is empty"),
+                                              ("[]", "the list of seed tasks is empty")])
+def test_empty_file_or_list_names_the_file(tmp_path, content, message):
+    good = write(tmp_path, [GOOD])
+    empty = tmp_path / "empty.json"
+    empty.write_text(content)
+    with pytest.raises(SeedError, match=rf"empty\.json: {message}"):
+        load_seeds([good, empty])  # one good file does not hide an empty one
+
+
+def test_seed_errors_are_value_errors(tmp_path):
+    assert issubclass(SeedError, ValueError)
+
+
+# --- official seeds by name: downloaded from a local HTTP server standing in for GitHub ------------
+
+import hashlib
+import http.server
+import socket
+import threading
+
+from alpacare import seeds as seeds_module
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A directory served over HTTP on 127.0.0.1; yields (directory, base URL)."""
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def pin(monkeypatch, url):
+    spec = dict(seeds_module.OFFICIAL_SEEDS["alpacare-official"], url=url)
+    monkeypatch.setitem(seeds_module.OFFICIAL_SEEDS, "alpacare-official", spec)
+
+
+def test_official_seeds_are_pinned_to_alpacare_file():
+    spec = seeds_module.OFFICIAL_SEEDS["alpacare-official"]
+    assert spec["url"].startswith("https://raw.githubusercontent.com/XZhang97666/AlpaCare/")
+    assert spec["url"].endswith("/data/med_seed.json")
+    assert spec["sha256"] == hashlib.sha256(reference_file("med_seed.json").read_bytes()).hexdigest()
+
+
+def test_official_seeds_download_and_checksum(served, monkeypatch):
+    directory, base = served
+    (directory / "med_seed.json").write_bytes(reference_file("med_seed.json").read_bytes())
+    pin(monkeypatch, f"{base}/med_seed.json")
+    seeds = load_seeds(["alpacare-official", ROOT / "seeds" / "medical_seed_tasks.json"])
+    assert len(seeds) == 167 + 50 and seeds[0]["instruction"].startswith("Explain what multiple sclerosis is")
+
+
+def test_official_seeds_with_another_checksum_are_refused(served, monkeypatch):
+    directory, base = served
+    (directory / "med_seed.json").write_bytes(reference_file("med_seed.json").read_bytes().replace(b"Neurology", b"Neurologx", 1))
+    pin(monkeypatch, f"{base}/med_seed.json")
+    with pytest.raises(SeedError, match=r"seeds 'alpacare-official': .* has SHA-256 [0-9a-f]{64}, expected 0162"):
+        load_seeds(["alpacare-official"])
+
+
+def test_official_seeds_offline_say_what_to_do(monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pin(monkeypatch, f"http://127.0.0.1:{port}/med_seed.json")
+    with pytest.raises(SeedError, match=r"seeds 'alpacare-official': could not download .*list its path under 'seeds:'"):
+        load_seeds(["alpacare-official"])
+
+
+def test_unknown_name_is_a_missing_file(tmp_path):
+    with pytest.raises(SeedError, match="alpacare-oficial: seed file not found .*known seed set names: alpacare-official"):
+        load_seeds(["alpacare-oficial"])
