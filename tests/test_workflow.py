@@ -60,7 +60,7 @@ def test_every_stage_leaves_its_artifact(run):
     responses = read_jsonl(r / "selfinstruct/responses.jsonl")
     assert len(responses) == len(kept) and all("output" in x for x in responses)
     training = json.loads((r / "data/medinstruct.json").read_text())
-    assert training and all(set(x) == {"instruction", "input", "output"} for x in training)
+    assert training and all(set(x) >= {"instruction", "input", "output"} for x in training)
     checkpoint = r / "checkpoints/alpacare-smollm2"
     assert (checkpoint / "model.safetensors").exists() and (checkpoint / "adapter/adapter_config.json").exists()
     summary = json.loads((checkpoint / "train_summary.json").read_text())
@@ -140,6 +140,9 @@ EXPECTED_PAPER_JOBS = {
     "dedup": 1,
     "respond": 1,
     "dataset": 2,         # the generated set and Alpaca's
+    "dataset_card": 1,
+    "stats": 1,
+    "verbs": 1,
     "finetune": 8,        # 4 backbones x 2 training sets
     "testset": 3,         # MedInstruct-test, iCliniq, AlpacaFarm
     "generate": 36,       # (8 models + 4 references) x 3 test sets
