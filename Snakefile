@@ -14,6 +14,7 @@ include: "rules/finetune.smk"
 include: "rules/generate.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"
+include: "rules/usmle.smk"
 
 
 rule all:
@@ -21,3 +22,4 @@ rule all:
         "results/tables/winrates.csv",
         "results/tables/winrates.md",
         "results/figures/winrates.png",
+        USMLE_TARGETS,
