@@ -111,7 +111,12 @@ def extract_option(reply: str, options: dict[str, str], prefix: str = "") -> tup
     # 1. the reply opens with an option label: "C", "C: ...", "(c) ...", "c) ...", "C. ..."
     lead = re.match(r"\s*\(?([A-Za-z])(?:\)|[:.]|\s*$)", text)
     if lead and lead.group(1).upper() in letters:
-        return lead.group(1).upper(), "leading letter"
+        letter = lead.group(1).upper()
+        # "A: D-dimer" when D-dimer is option D: the label and the text disagree
+        named = _texts_named(text[lead.end():].strip().split("\n")[0], options)
+        if named and letter not in named:
+            return None, f"label {letter} with the text of option {', '.join(sorted(named))}"
+        return letter, "leading letter"
     # ... or a bare letter followed by that option's own text: "C Pulmonary embolism"
     lead = re.match(r"\s*([A-Z])\s+(.+)", text, re.DOTALL)
     if lead and lead.group(1) in letters and _norm(lead.group(2)).startswith(_norm(options[lead.group(1)])):
