@@ -224,13 +224,14 @@ def test_choose_normalises_and_treats_a_tie_as_no_answer():
     assert answers.choose([-3.0, -3.0], None, ["A", "B"]) == (None, [-3.0, -3.0])
 
 
-def test_loglik_matches_a_hand_computed_forward_pass(smollm2_dir, tmp_path):
+def test_loglik_matches_a_hand_computed_forward_pass(smollm2_dir, tmp_path, monkeypatch):
     """The stage's scores against log-probabilities summed by hand from one full forward pass
     over prompt + continuation (no cache, no batching), for every normalisation."""
     from alpacare.checkpoints import load_model
     from alpacare.stages.usmle import answer_by_loglik
 
     torch.set_num_threads(2)
+    monkeypatch.chdir(tmp_path)  # the stage appends its ledger line to results/ledger.jsonl
     q = {"id": "q1", "step": "1", "question": "Which vitamin deficiency causes scurvy?",
          "options": {"A": "Vitamin C", "B": "Vitamin D", "C": "Iron"}, "answer": "A"}
     (tmp_path / "q.jsonl").write_text(json.dumps(q) + "\n")
@@ -248,8 +249,10 @@ def test_loglik_matches_a_hand_computed_forward_pass(smollm2_dir, tmp_path):
         by_hand[letter] = (total, len(text), len(ids))
     for normalisation, size in (("none", None), ("chars", 1), ("tokens", 2)):
         out = tmp_path / f"{normalisation}.jsonl"
+        # one model call: the normalisation is applied to the cached log-probabilities
         answer_by_loglik(tmp_path / "q.jsonl", template_path, out, generator="smollm2", kind="alpaca",
-                         spec={"provider": "local"}, settings={}, model_dir=smollm2_dir, normalisation=normalisation)
+                         spec={"provider": "local"}, settings={"cache": str(tmp_path / "cache.sqlite")},
+                         model_dir=smollm2_dir, normalisation=normalisation)
         (row,) = [json.loads(line) for line in out.read_text().splitlines()]
         expected = {k: total / (n[size - 1] if size else 1) for k, (total, *n) in by_hand.items()}
         for letter in "ABC":
@@ -257,23 +260,6 @@ def test_loglik_matches_a_hand_computed_forward_pass(smollm2_dir, tmp_path):
             assert row["scores"][letter] == pytest.approx(expected[letter], abs=2e-3)
         assert row["prediction"] == max(expected, key=expected.get)
         assert row["correct"] == (row["prediction"] == "A") and row["unanswered"] is False
-
-
-def test_generation_reads_each_reply_once(smollm2_dir, tmp_path):
-    from alpacare.stages.usmle import answer_by_generation
-
-    torch.set_num_threads(2)
-    kept, _ = questions.load_questions({"source": str(ROOT / "data/usmle/questions.jsonl"), "limit_per_step": 1}, ROOT)
-    (tmp_path / "q.jsonl").write_text("".join(json.dumps(q) + "\n" for q in kept))
-    out = tmp_path / "answers.jsonl"
-    answer_by_generation(tmp_path / "q.jsonl", ROOT / "prompts/usmle/medalpaca.yaml", out, generator="smollm2",
-                         kind="alpaca", spec={"provider": "local"}, settings={}, model_dir=smollm2_dir, max_new_tokens=12)
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows] == [q["id"] for q in kept]
-    for row, q in zip(rows, kept):
-        letter, how = answers.extract_option(row["reply"], q["options"], "The answer is")
-        assert (row["prediction"], row["how"]) == (letter, how)
-        assert row["unanswered"] == (letter is None) and row["correct"] == (letter == q["answer"])
 
 
 def test_report_tables_and_figure(tmp_path):
@@ -329,12 +315,19 @@ def test_usmle_stage_runs_end_to_end_on_the_default_config(tmp_path):
     snakemake(project, *targets, "--cores", "2", "--configfile", "usmle.yaml")
     r = project / "results"
     summary = json.loads((r / "usmle/questions_summary.json").read_text())
+    asked = [json.loads(line) for line in (r / "usmle/questions.jsonl").read_text().splitlines()]
     assert summary["questions"] == 12 and summary["bad_questions"] == []
     for method in ("generation", "loglik"):
         for generator in ("smollm2-base", "smollm2-chat"):
             rows = [json.loads(line) for line in (r / f"usmle/{method}/{generator}.jsonl").read_text().splitlines()]
-            assert len(rows) == 12 and all(isinstance(row["correct"], bool) for row in rows)
-            if method == "loglik":
+            assert [row["id"] for row in rows] == [q["id"] for q in asked]
+            for row, q in zip(rows, asked):
+                assert row["correct"] == (row["prediction"] == q["answer"]) and row["unanswered"] == (row["prediction"] is None)
+            if method == "generation":  # each reply read once, as extract_option reads it
+                prefix = "The answer is" if generator == "smollm2-base" else ""
+                assert all((row["prediction"], row["how"]) == answers.extract_option(row["reply"], q["options"], prefix)
+                           for row, q in zip(rows, asked))
+            else:
                 assert all(row["prediction"] in "ABCDE" and len(row["scores"]) == 5 for row in rows)
     table = list(csv.DictReader((r / "tables/usmle.csv").open()))
     assert len(table) == 2 * 2 * 4  # methods x generators x (3 steps + all)
