@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -310,13 +311,16 @@ def test_usmle_stage_runs_end_to_end_on_the_default_config(tmp_path):
     project = copy_project(tmp_path)
     config = yaml.safe_load((project / "config.yaml").read_text())
     config["usmle"]["generators"] = ["smollm2-base", "smollm2-chat"]
+    config["usmle"]["questions"]["limit_per_step"] = 1  # one question per step keeps the test cheap
+    config["usmle"]["methods"]["generation"]["max_new_tokens"] = 12
     (project / "usmle.yaml").write_text(yaml.safe_dump(config))
     targets = ["results/tables/usmle.csv", "results/tables/usmle.md", "results/figures/usmle.png"]
     snakemake(project, *targets, "--cores", "2", "--configfile", "usmle.yaml")
     r = project / "results"
     summary = json.loads((r / "usmle/questions_summary.json").read_text())
     asked = [json.loads(line) for line in (r / "usmle/questions.jsonl").read_text().splitlines()]
-    assert summary["questions"] == 12 and summary["bad_questions"] == []
+    assert len(asked) == summary["questions"] == 3 and summary["bad_questions"] == []
+    assert {step: counts["kept"] for step, counts in summary["steps"].items()} == {"1": 1, "2": 1, "3": 1}
     for method in ("generation", "loglik"):
         for generator in ("smollm2-base", "smollm2-chat"):
             rows = [json.loads(line) for line in (r / f"usmle/{method}/{generator}.jsonl").read_text().splitlines()]
@@ -336,10 +340,8 @@ def test_usmle_stage_runs_end_to_end_on_the_default_config(tmp_path):
     assert all(float(row["ci_low"]) <= float(row["accuracy"]) <= float(row["ci_high"]) for row in table)
     assert (r / "figures/usmle.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # the Snakemake report includes the figure and its caption
+    # the Snakemake report includes the figure and the table
     snakemake(project, *targets, "--configfile", "usmle.yaml", "--report", "report.zip")
-    import zipfile
-
     names = zipfile.ZipFile(project / "report.zip").namelist()
     assert any(n.endswith("usmle.png") for n in names) and any(n.endswith("usmle.csv") for n in names)
 
