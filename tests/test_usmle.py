@@ -13,8 +13,6 @@ import torch
 import yaml
 
 from alpacare.config import ConfigError, validate
-from alpacare.llm import LLM, Request
-from alpacare.llm.local import LocalProvider
 from alpacare.usmle import answers, questions, scores
 from alpacare.usmle.plan import generators_by_method
 from conftest import ROOT, copy_project
