@@ -15,6 +15,7 @@ include: "rules/generate.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"
 include: "rules/stats.smk"
+include: "rules/usmle.smk"
 
 
 rule all:
@@ -23,3 +24,4 @@ rule all:
         "results/tables/winrates.md",
         "results/figures/winrates.png",
         stats_targets(),
+        USMLE_TARGETS,

@@ -106,6 +106,11 @@ def check_references(config: dict, source: str = "config") -> None:
             if missing:
                 raise ConfigError(f"{source}: 'generators.{name}' only imports outputs and has none for test set(s) {', '.join(missing)}")
 
+    if config.get("usmle"):
+        from .usmle.plan import generators_by_method
+
+        generators_by_method(config, source)
+
 
 def load(path: str | Path) -> dict:
     try:

@@ -148,6 +148,10 @@ EXPECTED_PAPER_JOBS = {
     "generate": 36,       # (8 models + 4 references) x 3 test sets
     "judge": 192,         # 2 judges x 4 references x 3 test sets x 8 models
     "report": 1,
+    "usmle_questions": 1,
+    "usmle_generation": 11,  # 8 models + 3 API models
+    "usmle_loglik": 8,       # the local ones
+    "usmle_report": 1,
     "all": 1,
 }
 
