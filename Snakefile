@@ -14,6 +14,7 @@ include: "rules/finetune.smk"
 include: "rules/generate.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"
+include: "rules/ledger.smk"
 
 
 rule all:

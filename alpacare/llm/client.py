@@ -262,9 +262,11 @@ class LLM:
                 error, retry_after = f"{type(err).__name__}: {err}", False
             else:
                 response.seconds = time.monotonic() - start
+                # the ledger first: a kill between the two re-pays a call the ledger already
+                # shows as paid, never leaves a paid call out of it
+                self._record([self._row([response], attempts=attempts)])
                 self._store(request, response, key)
                 self._attempt_succeeded()
-                self._record([self._row([response], attempts=attempts)])
                 self._release(reserved)
                 return response
             self._release(reserved)
