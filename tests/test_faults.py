@@ -194,3 +194,60 @@ def test_sigkill_mid_stage_then_rerun_repeats_no_completed_call(tmp_path):
         assert len(api.answered_twice()) <= 2
         assert len(set(api.answered)) == 30
     assert len(Cache(cache_path)) == 30
+
+
+@pytest.mark.workflow
+def test_workflow_finishes_through_faults_and_a_judge_outage_fails_its_job(tmp_path):
+    """One snakemake invocation through 20 % faults on both wire formats finishes with every
+    item present and no body answered twice; then a judge outage fails the judge's job (no
+    verdict file that looks final) and the ledger still counts the failed job's calls."""
+    import yaml
+
+    from conftest import copy_project
+    from test_workflow import snakemake
+
+    project = copy_project(tmp_path)
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["llm"].update(max_retries=8, backoff_seconds=0.01, max_backoff_seconds=0.05, max_concurrency=4,
+                         circuit_breaker={"failures": 6, "seconds": 60})
+    config["testsets"]["medical-dozen"]["limit"] = 4
+    with FakeAPI() as chat, FakeAPI() as messages:
+        for server, seed in ((chat, 1), (messages, 2)):
+            server.hang_seconds = 1.5
+            server.inject_faults(0.2, seed=seed)
+        timeout = {"read": 0.5}
+        config["llms"]["chat"] = {"provider": "openai", "model": "chat-m", "base_url": chat.openai_url, "keyless": True,
+                                  "timeout": timeout}
+        config["llms"]["msgs"] = {"provider": "anthropic", "model": "msgs-m", "base_url": messages.url, "keyless": True,
+                                  "timeout": timeout}
+        config["generators"] = {"gen-a": {"llm": "chat"}, "gen-b": {"llm": "msgs"}}
+        config["judges"] = {"j": {"llm": "msgs", "method": "reply"}, "j-down": {"llm": "chat", "method": "reply"}}
+        config["evaluation"] = {"models": ["gen-a"], "references": ["gen-b"], "judges": ["j"], "testsets": ["medical-dozen"]}
+        (project / "api.yaml").write_text(yaml.safe_dump(config))
+        verdict = "results/verdicts/j/gen-b/medical-dozen/gen-a.jsonl"
+        snakemake(project, verdict, "--cores", "2", "--configfile", "api.yaml")
+        results = project / "results"
+        for generator in ("gen-a", "gen-b"):
+            outputs = json.loads((results / f"outputs/{generator}/medical-dozen.json").read_text())
+            assert [o["id"] for o in outputs] == [0, 1, 2, 3] and all(o["output"].startswith("echo: ") for o in outputs)
+        verdicts = [json.loads(line) for line in (results / "verdicts/j/gen-b/medical-dozen/gen-a.jsonl").open()]
+        assert len(verdicts) == 8
+        assert chat.answered_twice() == [] and messages.answered_twice() == []
+        # the judge's two orders of one item are the same request here (both outputs echo the
+        # question), asked once
+        assert len(set(chat.answered)) == 4 and len(set(messages.answered)) == 4 + 4
+        assert sum(chat.faults.values()) + sum(messages.faults.values()) >= 2
+
+        chat.outage = 500
+        config["evaluation"]["judges"] = ["j-down"]
+        (project / "down.yaml").write_text(yaml.safe_dump(config))
+        failed = snakemake(project, verdict.replace("/j/", "/j-down/"), "--cores", "2", "--configfile", "down.yaml",
+                           check=False)
+        assert failed.returncode != 0
+        assert not (results / "verdicts/j-down/gen-b/medical-dozen/gen-a.jsonl").exists()
+        log = (results / "logs/judge/j-down/gen-b/medical-dozen/gen-a.log").read_text()
+        assert "CircuitOpenError: circuit breaker: endpoint 'chat' (model chat-m) in rule judge" in log
+    judged = ledger.summarize(results / "ledger.jsonl")
+    down = [row for row in judged if row["rule"] == "judge" and row["endpoint"] == "chat"]
+    assert down and down[0]["failures"] >= 1 and down[0]["calls"] == down[0]["failures"]
+    assert sum(r["calls"] for r in judged if r["rule"] == "generate") == 8

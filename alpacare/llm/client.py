@@ -3,6 +3,7 @@ a circuit breaker, a budget cap, progress lines, and the ledger."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -189,7 +190,11 @@ class LLM:
         hits = len(requests) - len(todo)
         if hits:
             self._record([{"calls": 0, "cache_hits": hits}])
-        progress = Progress(f"{self.rule or 'llm'} {self.name}", len(requests), hits, self.progress_seconds)
+        # identical requests (same key) are asked once; the copies take its reply as a cache hit
+        first: dict[str, int] = {}
+        copies = [(i, first[keys[i]]) for i in todo if first.setdefault(keys[i], i) != i]
+        todo = list(first.values())
+        progress = Progress(f"{self.rule or 'llm'} {self.name}", len(requests), hits + len(copies), self.progress_seconds)
         if todo:
             if self.provider.batched:
                 for start in range(0, len(todo), self.batch_size):
@@ -197,6 +202,12 @@ class LLM:
                     self._batch([requests[i] for i in chunk], chunk, responses, progress)
             else:
                 self._threaded(requests, keys, todo, responses, progress)
+        for i, original in copies:
+            if responses[original] is not None:
+                responses[i] = dataclasses.replace(responses[original], cached=responses[original].ok)
+                self.ledger.add(responses[i])
+        if copies:
+            self._record([{"calls": 0, "cache_hits": sum(responses[i] is not None and responses[i].ok for i, _ in copies)}])
         progress.log()
         if self._stopped is not None:
             raise self._stopped
