@@ -1,7 +1,7 @@
 """A content-addressed store of LLM replies: nothing paid for is ever paid twice.
 
 SQLite in WAL mode: every reply is committed as soon as it arrives (a kill loses at most
-the calls in flight) and concurrent Snakemake jobs can read and write the same file.
+the calls in flight; synchronous=NORMAL, so only a power cut could lose more) and concurrent Snakemake jobs can read and write the same file.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class Cache:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=60)
+            # WAL + NORMAL: a commit survives the process being killed (it is in the OS's
+            # hands), only a power cut may lose the last few; FULL would fsync every reply
+            # (~9 ms each, serialized), which capped a job near 110 calls/s
+            db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
         return db
 
