@@ -42,7 +42,7 @@ def respond(tasks_path, out, *, responder, spec, settings, model_dir, sampling, 
     tasks = read_jsonl(tasks_path)
     llm, model = open_llm(responder, spec, settings, model_dir)
     requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]),
-                             seed=selfinstruct.derived_seed(run_seed, "response", n), **sampling)
+                             seed=selfinstruct.derived_seed(run_seed, "response", t["instruction"], t["input"]), **sampling)
                 for n, t in enumerate(tasks)]
     responses = llm.run(requests)
     write_jsonl(out, [{**t, "output": r.text, "finish_reason": r.finish_reason, **({"error": r.error} if r.error else {})}
