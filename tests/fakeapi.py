@@ -234,6 +234,9 @@ class FakeAPI:
 def _handler(api: FakeAPI):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the clients expect; we always send Content-Length
+        # headers and body go out as separate writes: with Nagle's algorithm on, the body waits
+        # for the client's delayed ACK (~40 ms a reply), which real API servers do not add
+        disable_nagle_algorithm = True
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
