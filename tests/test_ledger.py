@@ -34,3 +34,14 @@ def test_spend_watcher_reads_only_what_was_appended(tmp_path):
     with open(path, "a") as f:
         f.write("}\n")
     assert watcher.total() == 3.5
+
+
+def test_write_tables_for_the_ledger_rule(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    ledger.append(path, [{"rule": "judge", "endpoint": "claude", "calls": 3, "cost_usd": 0.125}])
+    ledger.write_tables(path, tmp_path / "ledger.md", tmp_path / "ledger.csv")
+    assert "| judge | claude | 3 |" in (tmp_path / "ledger.md").read_text()
+    lines = (tmp_path / "ledger.csv").read_text().splitlines()
+    assert lines[0].startswith("rule,endpoint,calls,cache_hits,failures") and lines[-1].startswith("total,,3,")
+    ledger.write_tables(tmp_path / "none.jsonl", tmp_path / "empty.md", tmp_path / "empty.csv")
+    assert (tmp_path / "empty.md").read_text() == "No LLM calls recorded.\n"
