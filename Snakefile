@@ -16,6 +16,7 @@ include: "rules/judge.smk"
 include: "rules/report.smk"
 include: "rules/stats.smk"
 include: "rules/usmle.smk"
+include: "rules/ledger.smk"
 
 
 rule all:

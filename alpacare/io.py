@@ -39,32 +39,55 @@ def write_jsonl(path: str | Path, rows) -> None:
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 file's text; otherwise an error naming the file, line and column."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{path}: line {line}, column {column}: not UTF-8 text "
+                         f"(byte 0x{data[err.start]:02x}); save the file as UTF-8") from None
+
+
 def read_json(path: str | Path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})") from None
 
 
 def read_jsonl(path: str | Path) -> list:
+    return _parse_jsonl(read_text(path), path)
+
+
+def _parse_jsonl(text: str, path) -> list:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
     return rows
 
 
 def read_records(path: str | Path) -> list:
-    """A JSON list or JSON Lines file, whichever it is."""
-    text = Path(path).read_text(encoding="utf-8")
+    """A JSON list or JSON Lines file, whichever it is; every problem names the file and line."""
+    text = read_text(path)
     if text.lstrip().startswith("["):
         try:
-            return json.loads(text)
+            rows = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-    return read_jsonl(path)
+            raise ValueError(f"{path}: line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})") from None
+    else:
+        rows = _parse_jsonl(text, path)
+    for n, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {n}: expected a JSON object, got {type(row).__name__}")
+    return rows
 
 
 def download(url: str, path: str | Path, timeout: float = 120) -> None:

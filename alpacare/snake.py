@@ -1,12 +1,31 @@
-"""What every Snakemake script does first: log to the rule's log file, pin torch threads."""
+"""What every Snakemake script does first: log to the rule's log file, pin torch threads,
+and remember the rule's name for the ledger and error messages."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+_rule = ""
+_config: dict = {}
+
+
+def current_rule() -> str:
+    """The Snakemake rule this process runs ('' outside a job)."""
+    return _rule
+
+
+def current_config() -> dict:
+    """The run's config ({} outside a job): where the LLM layer finds an endpoint's
+    operational settings (price, limits, timeouts, key variable), which rule params leave
+    out because they change no artifact."""
+    return _config
+
 
 def setup(snakemake) -> None:
+    global _rule, _config
+    _rule = str(getattr(snakemake, "rule", "") or "")
+    _config = dict(getattr(snakemake, "config", None) or {})
     handlers = [logging.StreamHandler(sys.stderr)]
     if snakemake.log:
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))

@@ -4,8 +4,24 @@ from pathlib import Path
 
 import alpacare
 from alpacare.config import validate
+from alpacare.preflight import check as preflight, check_keys as preflight_keys
 
 validate(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+# the local seed and test-set files now; the planned jobs' API keys once the run starts
+# (onstart: after the DAG, before any job; not on a dry run, which needs no key)
+preflight(config, source=", ".join(map(str, workflow.configfiles)) or "config", keys=False)
+
+
+def planned_jobs():
+    try:  # Snakemake's own plan; None falls back to "every LLM stage whose output is missing"
+        return [(job.rule.name, dict(job.wildcards)) for job in workflow.dag.needrun_jobs()]
+    except AttributeError:
+        return None
+
+
+onstart:
+    preflight_keys(config, source=", ".join(map(str, workflow.configfiles)) or "config", jobs=planned_jobs())
+
 
 # threads for jobs that run a model; snakemake caps them at --cores on a small machine
 TORCH_THREADS = 4

@@ -7,6 +7,9 @@
         ...
         api.requests[-1]["body"]                     # what the client really sent
 
+    api.inject_faults(0.2, seed=1)               # 20 % of requests meet a random transport fault
+    api.outage = 500                             # every request fails with this status
+
 Endpoints: POST /v1/chat/completions, /v1/completions (OpenAI) and /v1/messages (Anthropic).
 The reply is "echo: " + the last user message (or the prompt), cut at the first stop
 sequence and at max_tokens words; a token is a whitespace-separated word.
@@ -15,6 +18,9 @@ sequence and at max_tokens words; a token is a whitespace-separated word.
 from __future__ import annotations
 
 import collections
+import random
+import socket
+import struct
 import json
 import threading
 import time
@@ -134,19 +140,41 @@ def anthropic_reply(body: dict) -> tuple[int, dict]:
     }
 
 
+FAULTS = ("429", "500", "503", "hang", "malformed", "truncated", "reset")
+
+
 class FakeAPI:
     """The server; a context manager. `requests` holds every request received, in order:
-    {"path", "headers" (names lower-cased), "body" (the parsed JSON)}."""
+    {"path", "headers" (names lower-cased), "body" (the parsed JSON)}; `answered` the
+    canonical body of every request whose full, valid 200 reply was sent."""
 
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
         self.requests: list[dict] = []
-        self.delay = 0.0  # seconds to wait before each reply (to provoke client timeouts)
+        self.answered: list[str] = []
+        self.faults: collections.Counter = collections.Counter()  # injected faults by kind
+        self.delay = delay  # seconds to wait before each reply (latency, or to provoke client timeouts)
+        self.hang_seconds = 5.0  # a "hang" fault holds the connection this long, then drops it
+        self.outage: int | None = None  # answer every request with this status
+        self._fault_rate = 0.0
+        self._fault_kinds = FAULTS
+        self._rng = random.Random(0)
         self._failures: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True  # a handler still sleeping must not block shutdown
+        self._server.request_queue_size = 128  # many concurrent clients (the benchmark)
         # A short poll interval: shutdown() waits for it, once per test.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
+
+    def inject_faults(self, rate: float, kinds=FAULTS, seed: int = 0) -> None:
+        """From now on each request meets one of `kinds` with probability `rate`:
+        429 (Retry-After 0), 500, 503, a hang past the client's timeout, a 200 whose body is
+        not JSON, a 200 whose body stops half way, or a connection reset without a reply."""
+        with self._lock:
+            self._fault_rate, self._fault_kinds, self._rng = rate, tuple(kinds), random.Random(seed)
+
+    def answered_twice(self) -> list[str]:
+        return [body for body, n in collections.Counter(self.answered).items() if n > 1]
 
     @property
     def url(self) -> str:
@@ -171,6 +199,14 @@ class FakeAPI:
         self._server.server_close()
         self._thread.join()
 
+    def _fault(self) -> str | None:
+        with self._lock:
+            if self._fault_rate and self._rng.random() < self._fault_rate:
+                kind = self._rng.choice(self._fault_kinds)
+                self.faults[kind] += 1
+                return kind
+        return None
+
     def _answer(self, path: str, headers: dict, raw: bytes) -> tuple[int, dict, dict | str]:
         """(status, extra headers, body) for one request."""
         try:
@@ -185,6 +221,8 @@ class FakeAPI:
         if failure is not None:
             status, message, extra, canned = failure
             return status, extra, canned if canned is not None else error(status, message)
+        if self.outage is not None:
+            return self.outage, {}, error(self.outage, "the service is down")
         if path not in OPENAI_PATHS and not is_anthropic:
             return 404, {}, error(404, f"no such endpoint: {path}")
         if not isinstance(body, dict):
@@ -196,25 +234,53 @@ class FakeAPI:
 def _handler(api: FakeAPI):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the clients expect; we always send Content-Length
+        # headers and body go out as separate writes: with Nagle's algorithm on, the body waits
+        # for the client's delayed ACK (~40 ms a reply), which real API servers do not add
+        disable_nagle_algorithm = True
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
             headers = {name.lower(): value for name, value in self.headers.items()}
             status, extra, body = api._answer(self.path, headers, raw)
+            fault = api._fault() if status == 200 else None
             if api.delay:
                 time.sleep(api.delay)
+            if fault in ("429", "500", "503"):
+                status, extra = int(fault), {"retry-after": "0"} if fault == "429" else {}
+                body = (anthropic_error if self.path == ANTHROPIC_PATH else openai_error)(status, f"injected {fault}")
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            if fault == "hang":
+                time.sleep(api.hang_seconds)
+                self.close_connection = True
+                return
+            if fault == "reset":  # RST instead of a reply
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                return
+            length = len(data)
+            if fault == "malformed":
+                data = data[: len(data) // 2]  # cut inside the JSON, but a complete HTTP reply
+                length = len(data)
+            elif fault == "truncated":
+                data = data[: len(data) // 2]  # fewer bytes than Content-Length promises
             try:
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
+                self.send_header("content-length", str(length))
                 self.send_header("request-id" if self.path == ANTHROPIC_PATH else "x-request-id", "req_fake")
                 for name, value in extra.items():
                     self.send_header(name, str(value))
                 self.end_headers()
                 self.wfile.write(data)
+                self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                 self.close_connection = True
+                return
+            if fault == "truncated":
+                self.close_connection = True
+            elif status == 200 and fault is None:
+                with api._lock:
+                    api.answered.append(json.dumps({"path": self.path, "body": json.loads(raw)}, sort_keys=True))
 
         def log_message(self, *args):  # keep the test output quiet
             pass

@@ -110,8 +110,11 @@ def test_openai_key_is_read_at_the_first_call(api, monkeypatch):
     assert provider.identity() == {"base_url": api.openai_url}
 
 
-def test_openai_compatible_server_needs_no_key(api):
-    provider = OpenAIProvider(base_url=api.openai_url, timeout=2.0)
+def test_keyless_server_needs_no_key_but_only_when_asked(api):
+    with pytest.raises(LLMError, match="OPENAI_API_KEY .*keyless: true"):
+        OpenAIProvider(base_url=api.openai_url, timeout=2.0).complete_one(Request.chat("local-test", "hi"))
+    assert api.requests == []
+    provider = OpenAIProvider(base_url=api.openai_url, timeout=2.0, keyless=True)
     assert provider.complete_one(Request.chat("local-test", "hi")).text == "echo: hi"
     assert api.requests[0]["headers"]["authorization"] == "Bearer EMPTY"
 
@@ -160,7 +163,7 @@ def test_anthropic_prompt_is_one_user_message(api, monkeypatch):
 
 
 def test_anthropic_server_without_key(api):
-    provider = AnthropicProvider(base_url=api.url, timeout=2.0)
+    provider = AnthropicProvider(base_url=api.url, timeout=2.0, keyless=True)
     assert provider.complete_one(Request.chat("claude-test", "hi")).text == "echo: hi"
     assert api_key(api.requests[0]["headers"]) == "EMPTY"
     assert provider.identity() == {"base_url": api.url}

@@ -112,7 +112,7 @@ def test_retries_are_bounded_and_the_failure_recorded(tmp_path):
 def test_permanent_errors_are_not_retried():
     provider = Scripted([LLMError("401 bad key")])
     (response,) = LLM(provider, max_retries=5).run(ask("a"))
-    assert response.error == "401 bad key" and len(provider.calls) == 1
+    assert response.error == "401 bad key [endpoint 'scripted' (model m)]" and len(provider.calls) == 1
 
 
 def test_concurrency_is_bounded():
@@ -154,7 +154,7 @@ def test_cache_is_safe_for_concurrent_processes(tmp_path):
 def test_openai_compatible_server_is_called_once_then_cached(tmp_path):
     settings = {"cache": str(tmp_path / "c.sqlite")}
     with FakeAPI() as api:
-        spec = {"provider": "openai", "model": "tiny", "base_url": api.openai_url}
+        spec = {"provider": "openai", "model": "tiny", "base_url": api.openai_url, "keyless": True}
         first = make_llm("srv", spec, settings).run(ask("hello", "world", max_tokens=8))
         second = make_llm("srv", spec, settings).run(ask("hello", "world", max_tokens=8))
         assert len(api.requests) == 2

@@ -128,9 +128,9 @@ def test_malformed_seed_names_file_item_and_field(tmp_path):
     config["seeds"] = ["seeds/bad.json"]
     (project / "bad.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(project, "results/selfinstruct/seeds.jsonl", "--cores", "1", "--configfile", "bad.yaml", check=False)
-    assert result.returncode != 0
-    log = (project / "results/logs/seeds.log").read_text()
-    assert "seeds/bad.json: item 3: field 'difficulty' must be 1-5, got 9" in log
+    assert result.returncode != 0  # found by the pre-flight check, before any job
+    assert "seeds/bad.json: item 3: field 'difficulty' must be 1-5, got 9" in result.stdout + result.stderr
+    assert not (project / "results").exists()
 
 
 EXPECTED_PAPER_JOBS = {
@@ -177,7 +177,7 @@ def test_api_outage_fails_naming_the_item_and_a_rerun_asks_only_what_failed(tmp_
     config["testsets"]["medical-dozen"]["limit"] = 3
     target = "results/outputs/api-reference/medical-dozen.json"
     with FakeAPI() as api:
-        config["llms"]["served"] = {"provider": "openai", "model": "served-model", "base_url": api.openai_url}
+        config["llms"]["served"] = {"provider": "openai", "model": "served-model", "base_url": api.openai_url, "keyless": True}
         config["generators"]["api-reference"] = {"llm": "served"}
         (project / "api.yaml").write_text(yaml.safe_dump(config))
         for _ in range(2):  # the first item meets an outage through its one retry

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .base import LLMError, Provider, Request, Response, RetryableError
+from .base import BudgetExceededError, CircuitOpenError, LLMError, Provider, Request, Response, RetryableError, RunStopped
 from .cache import Cache
 from .client import LLM, CacheMiss, Ledger
 
-__all__ = ["LLM", "Cache", "CacheMiss", "Ledger", "LLMError", "Provider", "Request", "Response", "RetryableError", "make_llm"]
+__all__ = ["LLM", "BudgetExceededError", "Cache", "CacheMiss", "CircuitOpenError", "Ledger", "LLMError", "Provider", "Request",
+           "Response", "RetryableError", "RunStopped", "make_llm"]
 
 
 def make_provider(spec: dict, model_dir: str | None = None) -> Provider:
@@ -21,27 +22,46 @@ def make_provider(spec: dict, model_dir: str | None = None) -> Provider:
     if kind == "openai":
         from .openai_api import OpenAIProvider
 
-        return OpenAIProvider(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"))
+        return OpenAIProvider(**_api_options(spec))
     if kind == "anthropic":
         from .anthropic_api import AnthropicProvider
 
-        return AnthropicProvider(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"))
+        return AnthropicProvider(**_api_options(spec))
     raise LLMError(f"unknown provider {kind!r} (known: local, openai, anthropic)")
 
 
-def make_llm(name: str, spec: dict, settings: dict, model_dir: str | None = None) -> LLM:
-    """name/spec: an entry of the config's `llms`; settings: the config's `llm` section."""
+def _api_options(spec: dict) -> dict:
+    return dict(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"), keyless=spec.get("keyless", False),
+                timeout=spec.get("timeout", {}))
+
+
+def make_llm(name: str, spec: dict, settings: dict, model_dir: str | None = None, rule: str = "") -> LLM:
+    """name/spec: an entry of the config's `llms`; settings: the config's `llm` section (its
+    schema defaults apply when a key is absent, as they do after validation)."""
     provider = make_provider(spec, model_dir)
     cache = Cache(settings["cache"]) if settings.get("cache") else None
+    breaker = settings.get("circuit_breaker", {})
     return LLM(
         provider,
         cache,
         name=name,
+        rule=rule,
         replay_only=settings.get("replay_only", False),
         max_concurrency=spec.get("max_concurrency", settings.get("max_concurrency", 4)),
         max_retries=settings.get("max_retries", 5),
+        backoff_seconds=settings.get("backoff_seconds", 1.0),
+        max_backoff_seconds=settings.get("max_backoff_seconds", 60.0),
+        total_timeout=spec.get("timeout", {}).get("total"),
         batch_size=spec.get("batch_size", settings.get("batch_size", 32)),
         price=spec.get("price"),
+        rpm=spec.get("rpm"),
+        tpm=spec.get("tpm"),
+        breaker_failures=breaker.get("failures", 10),
+        breaker_seconds=breaker.get("seconds", 60.0),
+        budget_usd=settings.get("budget_usd"),
+        ledger_path=settings.get("ledger"),
+        max_failed_fraction=settings.get("max_failed_fraction", 0.0),
+        progress_seconds=settings.get("progress_seconds", 10.0),
     )
 
 

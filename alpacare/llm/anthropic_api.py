@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anthropic
 
-from .api import APIProvider
+from .api import MALFORMED_REPLY, APIProvider
 from .base import LLMError, Request, Response
 
 
@@ -15,7 +15,7 @@ class AnthropicProvider(APIProvider):
 
     def make_client(self, key: str):
         # max_retries=0: retries (and their backoff) belong to our client layer
-        return anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        return anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.sdk_timeout(anthropic))
 
     def complete_one(self, request: Request) -> Response:
         if request.fields or request.choices:
@@ -40,19 +40,21 @@ class AnthropicProvider(APIProvider):
             sampling["top_p"] = request.top_p
         try:
             reply = client.messages.create(**params, extra_body=sampling)
+            text = "".join(block.text for block in reply.content if block.type == "text")
+            truncated = reply.stop_reason in ("max_tokens", "model_context_window_exceeded")
+            return Response(
+                text=text,
+                finish_reason="length" if truncated else "stop",
+                input_tokens=reply.usage.input_tokens,
+                output_tokens=reply.usage.output_tokens,
+                extra={"model": reply.model, "finish_reason": reply.stop_reason},
+            )
         except anthropic.APIStatusError as err:
             detail = err.api_message or (err.body if isinstance(err.body, str) else None)
             raise self.status_error(err.status_code, detail or err.message, err.response.headers) from err
-        except anthropic.APIConnectionError as err:  # includes APITimeoutError
+        except anthropic.APIConnectionError as err:  # includes APITimeoutError, resets, truncated bodies
             raise self.connection_error(err) from err
-        except anthropic.APIError as err:  # e.g. a reply that does not parse
-            raise LLMError(self.redact(f"anthropic: {err.message}")) from err
-        text = "".join(block.text for block in reply.content if block.type == "text")
-        truncated = reply.stop_reason in ("max_tokens", "model_context_window_exceeded")
-        return Response(
-            text=text,
-            finish_reason="length" if truncated else "stop",
-            input_tokens=reply.usage.input_tokens,
-            output_tokens=reply.usage.output_tokens,
-            extra={"model": reply.model, "finish_reason": reply.stop_reason},
-        )
+        except anthropic.APIError as err:  # e.g. a reply the SDK's models reject
+            raise self.malformed_error(err) from err
+        except MALFORMED_REPLY as err:  # a 200 whose body is not JSON or not a reply
+            raise self.malformed_error(err) from err

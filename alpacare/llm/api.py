@@ -1,5 +1,5 @@
 """What the HTTP API providers share: the key from the environment, a lazily built SDK
-client, redaction, and the mapping of HTTP statuses to retryable or permanent errors."""
+client, timeouts, redaction, and the mapping of every failure to retryable or permanent."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from .base import LLMError, Provider, RetryableError
 # Statuses worth retrying: timeout, conflict, rate limit, and every server-side error
 # (Anthropic's 529 "overloaded" included).
 RETRYABLE_STATUSES = {408, 409, 429}
+
+# What a reply that arrived but cannot be read raises inside the SDKs or our parsing of it
+# (json.JSONDecodeError is a ValueError; a body of the wrong shape gives the others). The
+# server may answer properly next time, so these are retried, never allowed to kill a stage.
+MALFORMED_REPLY = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+DEFAULT_TIMEOUT = {"connect": 10.0, "read": 300.0}
 
 
 def retry_after(headers) -> float | None:
@@ -26,16 +33,23 @@ def retry_after(headers) -> float | None:
 
 class APIProvider(Provider):
     """Subclasses set `name`, `default_host` and `default_key_env`, and implement make_client
-    and complete_one."""
+    and complete_one.
+
+    timeout: seconds, or {"connect": s, "read": s} (read = longest wait for the reply).
+    keyless: a self-hosted server that takes no key; without it a missing key is an error
+    even with a base_url, so a forgotten export never sends requests with a dummy key.
+    """
 
     batched = False
     default_host = ""
     default_key_env = ""
 
-    def __init__(self, base_url: str | None = None, api_key_env: str | None = None, timeout: float = 120.0):
+    def __init__(self, base_url: str | None = None, api_key_env: str | None = None,
+                 timeout: float | dict = 120.0, keyless: bool = False):
         self.base_url = base_url
         self.api_key_env = api_key_env or self.default_key_env
         self.timeout = timeout
+        self.keyless = keyless
         self._client = None
         self._key = ""
         self._lock = threading.Lock()  # complete_one is called from several threads
@@ -43,8 +57,18 @@ class APIProvider(Provider):
     def identity(self) -> dict:
         return {"base_url": self.base_url}
 
+    @property
+    def host(self) -> str:
+        return self.base_url or self.default_host
+
     def make_client(self, key: str):
         raise NotImplementedError
+
+    def sdk_timeout(self, sdk):
+        if isinstance(self.timeout, dict):
+            t = {**DEFAULT_TIMEOUT, **{k: v for k, v in self.timeout.items() if k in ("connect", "read")}}
+            return sdk.Timeout(t["read"], connect=t["connect"])
+        return self.timeout
 
     def client(self):
         """Built on the first call, so a provider that only replays a cache needs no key."""
@@ -52,8 +76,9 @@ class APIProvider(Provider):
             if self._client is None:
                 key = os.environ.get(self.api_key_env)
                 if not key:
-                    if self.base_url is None:
-                        raise LLMError(f"the {self.name} provider needs an API key in the environment variable {self.api_key_env}")
+                    if not self.keyless:
+                        hint = " (or set `keyless: true` on this llms entry if the server takes no key)" if self.base_url else ""
+                        raise LLMError(f"the {self.name} provider needs an API key in the environment variable {self.api_key_env}{hint}")
                     key = "EMPTY"  # self-hosted compatible servers take any key
                 self._client = self.make_client(key)
                 self._key = key
@@ -67,8 +92,11 @@ class APIProvider(Provider):
 
     def connection_error(self, err) -> RetryableError:
         cause = f": {err.__cause__}" if err.__cause__ else ""
-        return RetryableError(self.redact(f"{self.name}: {err.message}{cause} ({self.base_url or self.default_host})"))
+        return RetryableError(self.redact(f"{self.name}: {err.message}{cause} ({self.host})"))
+
+    def malformed_error(self, err: Exception) -> RetryableError:
+        return RetryableError(self.redact(f"{self.name}: malformed reply from {self.host} ({type(err).__name__}: {err})"))
 
     def redact(self, message: str) -> str:
         # Servers may echo the key back (e.g. "Incorrect API key provided: ..."); never pass it on.
-        return message.replace(self._key, "***") if self._key else message
+        return message.replace(self._key, "***") if self._key and self._key != "EMPTY" else message

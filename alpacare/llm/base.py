@@ -18,6 +18,18 @@ class RetryableError(LLMError):
         self.retry_after = retry_after
 
 
+class RunStopped(RuntimeError):
+    """The client stopped making new calls (what completed is cached and in the ledger)."""
+
+
+class CircuitOpenError(RunStopped):
+    """An endpoint failed every call for a while: stop the stage instead of grinding on."""
+
+
+class BudgetExceededError(RunStopped):
+    """The next paid call could take the spend recorded in the ledger past `llm.budget_usd`."""
+
+
 @dataclass(frozen=True)
 class Request:
     """One LLM call. Exactly one of `messages` (chat) or `prompt` (raw completion) is set.

@@ -1,17 +1,23 @@
-"""The client every stage calls: cache, retries with backoff, bounded concurrency, ledger."""
+"""The client every stage calls: cache, retries with backoff, pacing, bounded concurrency,
+a circuit breaker, a budget cap, progress lines, and the ledger."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import LLMError, Provider, Request, Response, RetryableError
+from pyrate_limiter import Duration, Limiter, Rate
+
+from .. import ledger as ledger_file
+from .base import BudgetExceededError, CircuitOpenError, LLMError, Provider, Request, Response, RetryableError
 from .cache import Cache, cache_key
 
 log = logging.getLogger("alpacare.llm")
@@ -21,9 +27,19 @@ class CacheMiss(LLMError):
     """Replay-only mode met a request that was never answered."""
 
 
+def estimate_tokens(text: str) -> int:
+    """A rough token count (4 characters a token), for pacing and the budget's worst case."""
+    return len(text) // 4 + 1
+
+
+def request_text(request: Request) -> str:
+    return request.prompt if request.messages is None else "\n".join(c for _, c in request.messages)
+
+
 @dataclass
 class Ledger:
-    """Tokens, cost and time of one client's calls; appended as one JSON line per run."""
+    """Tokens, cost and time of one client's calls (this process); the ledger file gets a
+    line per call as it happens, this is the running sum for the job's log."""
 
     name: str
     calls: int = 0
@@ -35,6 +51,9 @@ class Ledger:
     seconds: float = 0.0
     price: dict = field(default_factory=dict)  # USD per million tokens: {"input": x, "output": y}
 
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.price.get("input", 0.0) + output_tokens * self.price.get("output", 0.0)) / 1e6
+
     def add(self, response: Response) -> None:
         if response.cached:
             self.cache_hits += 1
@@ -44,117 +63,331 @@ class Ledger:
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
         self.seconds += response.seconds
-        self.cost_usd += (
-            response.input_tokens * self.price.get("input", 0.0) + response.output_tokens * self.price.get("output", 0.0)
-        ) / 1e6
+        self.cost_usd += self.cost(response.input_tokens, response.output_tokens)
 
     def summary(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "price"}
 
     def append_to(self, path: str | Path, **context) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({**context, **self.summary()}) + "\n"
-        # one small O_APPEND write per run: safe for concurrent jobs
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        ledger_file.append(path, [{**context, **self.summary()}])
+
+
+class Progress:
+    """done / cached / failed and the rate, logged every `every` seconds and at the end."""
+
+    def __init__(self, label: str, total: int, cached: int, every: float):
+        self.label, self.total, self.cached, self.every = label, total, cached, every
+        self.done = self.failed = 0
+        self.start = self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def update(self, ok: bool, n: int = 1) -> None:
+        with self.lock:
+            self.done += n
+            self.failed += (not ok) * n
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.last = now
+                self.log()
+
+    def log(self) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = self.total - self.cached - self.done
+        eta = f", ~{left / rate:.0f}s left" if rate > 0 and left > 0 else ""
+        log.info("%s: %d/%d answered (%d cached, %d called, %d failed), %.2f calls/s%s", self.label,
+                 self.cached + self.done, self.total, self.cached, self.done, self.failed, rate, eta)
 
 
 class LLM:
+    """Answers requests through a provider. Failed calls come back as Responses with `error`
+    set; only the circuit breaker (CircuitOpenError) and the budget cap (BudgetExceededError)
+    raise, after everything that completed is cached and in the ledger."""
+
     def __init__(
         self,
         provider: Provider,
         cache: Cache | None = None,
         *,
         name: str = "",
+        rule: str = "",
         replay_only: bool = False,
         max_concurrency: int = 4,
         max_retries: int = 5,
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
+        total_timeout: float | None = None,
         batch_size: int = 32,
         price: dict | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        breaker_failures: int = 10,
+        breaker_seconds: float = 60.0,
+        budget_usd: float | None = None,
+        ledger_path: str | Path | None = None,
+        max_failed_fraction: float = 0.0,
+        progress_seconds: float = 10.0,
     ):
         self.provider = provider
         self.cache = cache
+        self.name = name or provider.name
+        self.rule = rule
         self.replay_only = replay_only
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.total_timeout = total_timeout
         self.batch_size = batch_size
-        self.ledger = Ledger(name=name or provider.name, price=price or {})
+        self.ledger = Ledger(name=self.name, price=price or {})
+        self.tpm = tpm
+        self._rpm_limiter = Limiter(Rate(rpm, Duration.MINUTE)) if rpm else None
+        self._tpm_limiter = Limiter(Rate(tpm, Duration.MINUTE)) if tpm else None
+        self.breaker_failures = breaker_failures
+        self.breaker_seconds = breaker_seconds
+        self.budget_usd = budget_usd
+        self.ledger_path = ledger_path
+        self.max_failed_fraction = max_failed_fraction
+        self.progress_seconds = progress_seconds
+        self._spend = ledger_file.SpendWatcher(ledger_path) if ledger_path else None
         self._identity = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stopped: Exception | None = None
+        self._streak = 0  # failed attempts since the last success, over all threads
+        self._streak_start: float | None = None
+        self._reserved = 0.0  # worst-case cost of the paid calls in flight (budget cap)
+
+    # --- identity ---------------------------------------------------------------------
 
     def key(self, request: Request) -> str:
         if self._identity is None:
             self._identity = self.provider.identity()
         return cache_key(self.provider.name, self._identity, request.as_dict())
 
+    def where(self, request: Request) -> str:
+        """Names the endpoint, the model and the rule in every message."""
+        rule = f" in rule {self.rule}" if self.rule else ""
+        return f"endpoint {self.name!r} (model {request.model}){rule}"
+
+    # --- the run ----------------------------------------------------------------------
+
     def run(self, requests: list[Request]) -> list[Response]:
-        """Answer every request, in order. A failed call comes back as a Response with
-        `error` set (after bounded retries) instead of raising, so callers keep the rest."""
+        """Answer every request, in order."""
         responses: list[Response | None] = [None] * len(requests)
+        keys = [self.key(r) for r in requests]
         todo = []
-        for i, request in enumerate(requests):
-            hit = self.cache.get(self.key(request)) if self.cache else None
+        for i, (request, key) in enumerate(zip(requests, keys)):
+            hit = self.cache.get(key) if self.cache else None
             if hit is not None:
                 responses[i] = hit
+                self.ledger.add(hit)
             elif self.replay_only:
-                raise CacheMiss(f"replay-only: no cached reply for request {i} to {request.model!r} ({self.key(request)[:12]})")
+                raise CacheMiss(f"replay-only: no cached reply for request {i} to {self.where(request)} ({key[:12]}); "
+                                "run with llm.replay_only: false and an API key to make the call")
             else:
                 todo.append(i)
+        hits = len(requests) - len(todo)
+        if hits:
+            self._record([{"calls": 0, "cache_hits": hits}])
+        # identical requests (same key) are asked once; the copies take its reply as a cache hit
+        first: dict[str, int] = {}
+        copies = [(i, first[keys[i]]) for i in todo if first.setdefault(keys[i], i) != i]
+        todo = list(first.values())
+        progress = Progress(f"{self.rule or 'llm'} {self.name}", len(requests), hits + len(copies), self.progress_seconds)
         if todo:
             if self.provider.batched:
                 for start in range(0, len(todo), self.batch_size):
                     chunk = todo[start : start + self.batch_size]
-                    self._batch([requests[i] for i in chunk], chunk, responses)
+                    self._batch([requests[i] for i in chunk], chunk, responses, progress)
             else:
-                with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-                    for i, response in zip(todo, pool.map(lambda i: self._one(requests[i]), todo)):
-                        responses[i] = response
-        for response in responses:
-            self.ledger.add(response)
+                self._threaded(requests, keys, todo, responses, progress)
+        for i, original in copies:
+            if responses[original] is not None:
+                responses[i] = dataclasses.replace(responses[original], cached=responses[original].ok)
+                self.ledger.add(responses[i])
+        if copies:
+            self._record([{"calls": 0, "cache_hits": sum(responses[i] is not None and responses[i].ok for i, _ in copies)}])
+        progress.log()
+        if self._stopped is not None:
+            raise self._stopped
         return responses
 
-    def _store(self, request: Request, response: Response) -> None:
-        if self.cache is not None and response.ok:
-            self.cache.put(self.key(request), request.as_dict(), response)
+    def _threaded(self, requests, keys, todo, responses, progress) -> None:
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            futures = {pool.submit(self._one, requests[i], keys[i]): i for i in todo}
+            for future in as_completed(futures):
+                response = future.result()
+                if response is not None:  # None: never asked, the run was stopped first
+                    responses[futures[future]] = response
+                    self.ledger.add(response)
+                    progress.update(response.ok)
 
-    def _batch(self, batch: list[Request], indices: list[int], responses: list) -> None:
+    def _batch(self, batch: list[Request], indices: list[int], responses: list, progress: Progress) -> None:
         start = time.monotonic()
         try:
             answers = self.provider.complete_batch(batch)
         except LLMError as err:
-            answers = [Response(text="", finish_reason="error", error=str(err)) for _ in batch]
+            answers = [Response(text="", finish_reason="error", error=f"{err} [{self.where(batch[0])}]") for _ in batch]
         per_call = (time.monotonic() - start) / len(batch)
         for i, request, response in zip(indices, batch, answers):
             response.seconds = per_call
             self._store(request, response)
             responses[i] = response
+            self.ledger.add(response)
+        ok = [r.ok for r in answers]
+        self._record([self._row(answers, attempts=len(answers))])
+        progress.update(True, sum(ok))
+        progress.update(False, len(ok) - sum(ok))
 
-    def _one(self, request: Request) -> Response:
+    def _store(self, request: Request, response: Response, key: str | None = None) -> None:
+        if self.cache is not None and response.ok:
+            self.cache.put(key or self.key(request), request.as_dict(), response)
+
+    # --- one API call, with its retries -----------------------------------------------
+
+    def _one(self, request: Request, key: str) -> Response | None:
         start = time.monotonic()
-        for attempt in range(self.max_retries + 1):
+        attempts = 0
+        error = None
+        while True:
+            if self._stop.is_set() or not self._pace(request):
+                if not attempts:
+                    return None
+                error = f"stopped after {attempts} attempt(s): {error}"
+                break
+            reserved = self._reserve(request)
+            if reserved is None:  # the budget cap: never asked
+                if not attempts:
+                    return None
+                error = f"stopped after {attempts} attempt(s): {error}"
+                break
+            attempts += 1
             try:
                 response = self.provider.complete_one(request)
-                response.seconds = time.monotonic() - start
-                self._store(request, response)
-                return response
             except RetryableError as err:
-                if attempt == self.max_retries:
-                    error = f"gave up after {attempt + 1} attempts: {err}"
-                    break
-                delay = err.retry_after
-                if delay is None:  # exponential backoff with jitter
-                    delay = self.backoff_seconds * 2**attempt * (0.5 + random.random())
-                delay = min(delay, self.max_backoff_seconds)
-                log.warning("%s: %s; retrying in %.1fs", self.provider.name, err, delay)
-                time.sleep(delay)
-            except LLMError as err:
-                error = str(err)
+                error, retry_after = str(err), err.retry_after
+            except LLMError as err:  # permanent: asking again gives the same answer
+                error, retry_after = str(err), False
+            except Exception as err:  # a bug or a surprise in an SDK: named, never fatal to the stage
+                error, retry_after = f"{type(err).__name__}: {err}", False
+            else:
+                response.seconds = time.monotonic() - start
+                # the ledger first: a kill between the two re-pays a call the ledger already
+                # shows as paid, never leaves a paid call out of it
+                self._record([self._row([response], attempts=attempts)])
+                self._store(request, response, key)
+                self._attempt_succeeded()
+                self._release(reserved)
+                return response
+            self._release(reserved)
+            self._attempt_failed(request, error)
+            if retry_after is False:
                 break
-        return Response(text="", finish_reason="error", error=error, seconds=time.monotonic() - start)
+            if attempts > self.max_retries:
+                error = f"gave up after {attempts} attempts: {error}"
+                break
+            delay = retry_after
+            if delay is None:  # exponential backoff with jitter
+                delay = self.backoff_seconds * 2 ** (attempts - 1) * (0.5 + random.random())
+            delay = min(delay, self.max_backoff_seconds)
+            if self.total_timeout is not None and time.monotonic() - start + delay > self.total_timeout:
+                error = f"gave up after {attempts} attempts ({self.total_timeout:.0f}s total timeout): {error}"
+                break
+            log.warning("%s: %s; retrying in %.1fs", self.where(request), error, delay)
+            self._stop.wait(delay)
+        response = Response(text="", finish_reason="error", error=f"{error} [{self.where(request)}]",
+                            seconds=time.monotonic() - start)
+        self._record([self._row([response], attempts=attempts)])
+        return response
+
+    def _pace(self, request: Request) -> bool:
+        """Wait for the endpoint's requests- and tokens-per-minute allowance (shared by every
+        thread of this job); False if the run was stopped meanwhile."""
+        needs = [(self._rpm_limiter, 1)]
+        if self._tpm_limiter is not None:
+            tokens = estimate_tokens(request_text(request)) + request.max_tokens
+            needs.append((self._tpm_limiter, min(tokens, self.tpm)))
+        for limiter, weight in needs:
+            if limiter is None:
+                continue
+            while not limiter.try_acquire(self.name, weight=weight, blocking=True, timeout=1):
+                if self._stop.is_set():
+                    return False
+        return not self._stop.is_set()
+
+    # --- circuit breaker --------------------------------------------------------------
+
+    def _attempt_succeeded(self) -> None:
+        with self._lock:
+            self._streak, self._streak_start = 0, None
+
+    def _attempt_failed(self, request: Request, error: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._streak += 1
+            if self._streak_start is None:
+                self._streak_start = now
+            span = now - self._streak_start
+            if self._stopped is None and (self._streak >= self.breaker_failures or
+                                          (self._streak >= 2 and span >= self.breaker_seconds)):
+                self._stopped = CircuitOpenError(
+                    f"circuit breaker: {self.where(request)} failed {self._streak} attempts in a row over {span:.0f}s "
+                    f"with no success (llm.circuit_breaker: failures {self.breaker_failures}, seconds "
+                    f"{self.breaker_seconds:g}); no new calls were made. Completed calls are cached and in the "
+                    f"ledger: rerun once the endpoint answers. Last error: {error}")
+                log.error("%s", self._stopped)
+                self._stop.set()
+
+    # --- budget cap -------------------------------------------------------------------
+
+    def _reserve(self, request: Request) -> float | None:
+        """Set aside the call's worst-case cost; None (and the run stopped) if that could take
+        the ledger's total past the budget."""
+        if self.budget_usd is None or not self.ledger.price:
+            return 0.0
+        worst = self.ledger.cost(estimate_tokens(request_text(request)), request.max_tokens)
+        with self._lock:
+            spent = self._spend.total() if self._spend else self.ledger.cost_usd
+            if spent + self._reserved + worst > self.budget_usd:
+                if self._stopped is None:
+                    self._stopped = BudgetExceededError(
+                        f"budget cap: the next call to {self.where(request)} could cost up to ${worst:.4f}, and "
+                        f"${spent:.4f} is spent (${self._reserved:.4f} more in flight) of llm.budget_usd "
+                        f"${self.budget_usd:g}; no new paid calls were made. Completed calls are cached; raise the "
+                        "cap to go on.")
+                    log.error("%s", self._stopped)
+                    self._stop.set()
+                return None
+            self._reserved += worst
+            return worst
+
+    def _release(self, reserved: float) -> None:
+        if reserved:
+            with self._lock:
+                self._reserved -= reserved
+
+    # --- ledger -----------------------------------------------------------------------
+
+    def _row(self, responses: list[Response], attempts: int) -> dict:
+        paid = [r for r in responses if r.ok]
+        input_tokens = sum(r.input_tokens for r in paid)
+        output_tokens = sum(r.output_tokens for r in paid)
+        row = {"calls": len(responses), "failures": len(responses) - len(paid), "attempts": attempts,
+               "input_tokens": input_tokens, "output_tokens": output_tokens,
+               "cost_usd": self.ledger.cost(input_tokens, output_tokens),
+               "seconds": round(sum(r.seconds for r in responses), 3)}
+        errors = [r.error for r in responses if not r.ok]
+        if errors:
+            row["error"] = errors[0][:300]
+        return row
+
+    def _record(self, rows: list[dict]) -> None:
+        if self.ledger_path is None:
+            return
+        context = {"time": round(time.time(), 3), "rule": self.rule, "stage": self.rule, "endpoint": self.name,
+                   "provider": self.provider.name, "pid": os.getpid()}
+        ledger_file.append(self.ledger_path, [{**context, **row} for row in rows])
+
+    def summary_json(self) -> str:
+        return json.dumps(self.ledger.summary())

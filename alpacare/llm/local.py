@@ -14,6 +14,10 @@ import torch
 from ..checkpoints import fingerprint, load_model
 from .base import LLMError, Provider, Request, Response
 
+# Part of every local reply's cache key: bump it whenever a change here (decoding, prompt
+# formatting, scoring) changes what a request returns, so old cached replies are not reused.
+DECODER_VERSION = 2
+
 
 class LocalProvider(Provider):
     name = "local"
@@ -23,7 +27,7 @@ class LocalProvider(Provider):
         self.model_dir = str(model_dir)
 
     def identity(self) -> dict:
-        return {"weights": fingerprint(self.model_dir)}
+        return {"weights": fingerprint(self.model_dir), "decoder": DECODER_VERSION}
 
     def complete_batch(self, requests: list[Request]) -> list[Response]:
         for r in requests:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 
-from .api import APIProvider
+from .api import MALFORMED_REPLY, APIProvider
 from .base import LLMError, Request, Response
 
 
@@ -15,7 +15,7 @@ class OpenAIProvider(APIProvider):
 
     def make_client(self, key: str):
         # max_retries=0: retries (and their backoff) belong to our client layer
-        return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.sdk_timeout(openai))
 
     def complete_one(self, request: Request) -> Response:
         if request.fields or request.choices:
@@ -42,19 +42,23 @@ class OpenAIProvider(APIProvider):
                 reply = client.completions.create(prompt=request.prompt, **params)
                 choice = reply.choices[0]
                 text = choice.text
+            if not isinstance(text, str):
+                raise TypeError(f"the reply's text is {type(text).__name__}")
+            usage = reply.usage
+            return Response(
+                text=text,
+                finish_reason="length" if choice.finish_reason == "length" else "stop",
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+                extra={"model": reply.model, "finish_reason": choice.finish_reason},
+            )
         except openai.APIStatusError as err:
             # the SDK hands us the `error` object of the reply, or its raw text
             detail = err.body.get("message") if isinstance(err.body, dict) else err.body
             raise self.status_error(err.status_code, detail or err.message, err.response.headers) from err
-        except openai.APIConnectionError as err:  # includes APITimeoutError
+        except openai.APIConnectionError as err:  # includes APITimeoutError, resets, truncated bodies
             raise self.connection_error(err) from err
-        except openai.APIError as err:  # e.g. a reply that does not parse
-            raise LLMError(self.redact(f"openai: {err.message}")) from err
-        usage = reply.usage
-        return Response(
-            text=text,
-            finish_reason="length" if choice.finish_reason == "length" else "stop",
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            extra={"model": reply.model, "finish_reason": choice.finish_reason},
-        )
+        except openai.APIError as err:  # e.g. a reply the SDK's models reject
+            raise self.malformed_error(err) from err
+        except MALFORMED_REPLY as err:  # a 200 whose body is not JSON or not a reply
+            raise self.malformed_error(err) from err

@@ -1,0 +1,302 @@
+"""Know the bill before paying it: the calls, tokens and cost of a config's planned LLM jobs,
+per stage and endpoint.
+
+    python -m alpacare.forecast --configfile configs/paper.yaml [--testset-file NAME=PATH ...]
+
+A job counts as planned when its artifact is missing (as Snakemake would decide on a first
+run). Prompts are built as the stages build them where their inputs exist: the teacher's
+exactly (selfinstruct.build_requests), generations from the test sets' rows, judgments from
+the outputs once they exist. Where an input does not exist yet, its size is bounded: a
+response prompt by the seeds' longest, an output to judge by generation.max_new_tokens.
+Output tokens: `max_tokens` per call (an upper bound) and, where the cache has replies of the
+same model and max_tokens, their mean ("expected"). Calls the cache answers are free.
+Tokens are counted with tiktoken for OpenAI models when its encoding files are available,
+else estimated at 4 characters a token; the `tokens` column says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import data, judge, selfinstruct
+from .config import validate
+from .io import read_jsonl, read_records
+from .llm import Request, make_provider
+from .llm.cache import cache_key
+from .testsets import normalize_testset
+
+CHAT_OVERHEAD = (4, 3)  # tokens per message, and to prime the reply (OpenAI's chat format)
+
+
+class Counter:
+    """Tokens of a text for one model: tiktoken's encoding where it loads, else an estimate."""
+
+    def __init__(self, provider: str, model: str):
+        self.encoding = None
+        if provider == "openai":
+            try:
+                import tiktoken
+
+                self.encoding = tiktoken.encoding_for_model(model)
+            except Exception:  # unknown model, or the encoding files cannot be fetched here
+                self.encoding = None
+        self.method = "tiktoken" if self.encoding else "estimate"
+
+    def text(self, text: str) -> int:
+        return len(self.encoding.encode(text, disallowed_special=())) if self.encoding else len(text) // 4 + 1
+
+    def request(self, request: Request) -> int:
+        if request.messages is None:
+            return self.text(request.prompt)
+        per_message, priming = CHAT_OVERHEAD
+        return sum(self.text(c) + per_message for _, c in request.messages) + priming
+
+
+@dataclass
+class Row:
+    stage: str
+    endpoint: str
+    model: str
+    jobs: int = 0
+    calls: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens_max: int = 0
+    output_tokens_expected: int = 0
+    cost_max_usd: float = 0.0
+    cost_expected_usd: float = 0.0
+    tokens: str = ""
+    inputs: str = "exact"
+
+
+class Forecast:
+    def __init__(self, config: dict, root: Path, testset_files: dict[str, str]):
+        self.config, self.root, self.testset_files = config, root, testset_files
+        self.rows: dict[tuple[str, str], Row] = {}
+        self.notes: list[str] = []
+        cache = config["llm"].get("cache")
+        self.cache = sqlite3.connect(root / cache) if cache and (root / cache).exists() else None
+        self._history: dict[tuple, float | None] = {}
+        self._counters: dict[str, Counter] = {}
+        self._identity: dict[str, tuple] = {}
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def missing(self, artifact: str) -> bool:
+        return not (self.root / artifact).exists()
+
+    def counter(self, llm: str) -> Counter:
+        spec = self.config["llms"][llm]
+        if llm not in self._counters:
+            self._counters[llm] = Counter(spec["provider"], spec.get("model", ""))
+        return self._counters[llm]
+
+    def is_cached(self, llm: str, request: Request) -> bool:
+        spec = self.config["llms"][llm]
+        if self.cache is None or spec["provider"] == "local":
+            return False
+        if llm not in self._identity:
+            provider = make_provider(spec)
+            self._identity[llm] = (provider.name, provider.identity())
+        name, identity = self._identity[llm]
+        key = cache_key(name, identity, request.as_dict())
+        return self.cache.execute("SELECT 1 FROM replies WHERE key = ?", (key,)).fetchone() is not None
+
+    def expected_output(self, model: str, max_tokens: int) -> float:
+        """Mean output tokens of cached replies of this model at this max_tokens, else the bound."""
+        key = (model, max_tokens)
+        if key not in self._history:
+            mean = None
+            if self.cache is not None:
+                mean = self.cache.execute(
+                    "SELECT AVG(json_extract(response, '$.output_tokens')) FROM replies "
+                    "WHERE json_extract(request, '$.model') = ? AND json_extract(request, '$.max_tokens') = ?",
+                    (model, max_tokens)).fetchone()[0]
+            self._history[key] = mean
+        return self._history[key] if self._history[key] is not None else max_tokens
+
+    def add(self, stage: str, llm: str, requests: list[Request], *, jobs: int = 1, extra_input: int = 0,
+            inputs: str = "exact", check_cache: bool = True) -> None:
+        spec = self.config["llms"][llm]
+        row = self.rows.setdefault((stage, llm), Row(stage, llm, spec.get("model", spec.get("backbone", ""))))
+        row.jobs += jobs
+        counter = self.counter(llm)
+        row.tokens = counter.method if spec["provider"] != "local" else "local (free)"
+        if inputs != "exact":
+            row.inputs = inputs
+        price = spec.get("price", {}) if spec["provider"] != "local" else {}
+        for request in requests:
+            row.calls += 1
+            if check_cache and self.is_cached(llm, request):
+                row.cached += 1
+                continue
+            tokens_in = counter.request(request) + extra_input
+            out_max = request.max_tokens if not request.fields else sum(n for _, n in request.fields)
+            out_expected = self.expected_output(request.model, request.max_tokens) if not request.fields else out_max
+            row.input_tokens += tokens_in
+            row.output_tokens_max += out_max
+            row.output_tokens_expected += round(out_expected)
+            row.cost_max_usd += (tokens_in * price.get("input", 0) + out_max * price.get("output", 0)) / 1e6
+            row.cost_expected_usd += (tokens_in * price.get("input", 0) + out_expected * price.get("output", 0)) / 1e6
+
+    def testset_rows(self, name: str) -> list[dict] | None:
+        spec = self.config["testsets"][name]
+        normalized = self.root / f"results/testsets/{name}.jsonl"
+        if normalized.exists():
+            return read_jsonl(normalized)
+        path = self.testset_files.get(name) or spec.get("path")
+        if path:
+            return normalize_testset(read_records(self.root / path), path, spec.get("limit"))
+        self.notes.append(f"test set {name!r} is not downloaded yet (a URL): its calls are not counted; "
+                          f"pass --testset-file {name}=PATH or run `snakemake results/testsets/{name}.jsonl` first")
+        return None
+
+    def model_id(self, llm: str) -> str:
+        spec = self.config["llms"][llm]
+        return spec["model"] if spec["provider"] != "local" else f"results/models/{spec['backbone']}"
+
+    # --- stages -----------------------------------------------------------------------
+
+    def selfinstruct(self) -> None:
+        si = self.config.get("selfinstruct")
+        if not si:
+            return
+        from .seeds import load_seeds
+
+        seed_files = [s for s in self.config["seeds"] if (self.root / s).is_file()]
+        seeds = load_seeds([str(self.root / s) for s in seed_files])
+        teacher, responder = si["teacher"], si["responder"]
+        if self.missing("results/selfinstruct/tasks.raw.jsonl"):
+            tagged = selfinstruct.build_requests(
+                seeds, model=self.model_id(teacher), prompting=si["prompting"], run_seed=self.config["run_seed"],
+                requests=si["requests"], examples_per_request=si["examples_per_request"],
+                tasks_per_request=si["tasks_per_request"], sampling=dict(si["sampling"]))
+            self.add("generate_tasks", teacher, [r for _, r in tagged])
+        if self.missing("results/selfinstruct/responses.jsonl"):
+            sampling = dict(si["response_sampling"])
+            model = self.model_id(responder)
+            tasks_path = self.root / "results/selfinstruct/tasks.jsonl"
+            if tasks_path.exists():
+                tasks, inputs = read_jsonl(tasks_path), "exact"
+            else:  # every candidate task survives (an upper bound), each as long as the longest seed
+                longest = max(seeds, key=lambda t: len(data.user_message(t["instruction"], t["input"])))
+                tasks = [longest] * (si["requests"] * si["tasks_per_request"])
+                inputs = "bound: all candidate tasks, longest seed"
+            requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), **sampling) for t in tasks]
+            self.add("respond", responder, requests, inputs=inputs, check_cache=tasks_path.exists())
+
+    def generate(self) -> None:
+        ev = self.config["evaluation"]
+        max_new = self.config["generation"]["max_new_tokens"]
+        for generator in dict.fromkeys([*ev["models"], *ev["references"]]):
+            spec = self.config["generators"][generator]
+            if "llm" not in spec:
+                continue
+            for testset in ev["testsets"]:
+                if testset in spec.get("import", {}) or not self.missing(f"results/outputs/{generator}/{testset}.json"):
+                    continue
+                rows = self.testset_rows(testset)
+                if rows is None:
+                    continue
+                model = self.model_id(spec["llm"])
+                requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), max_tokens=max_new)
+                            for t in rows]
+                self.add("generate", spec["llm"], requests)
+
+    def judge(self) -> None:
+        ev = self.config["evaluation"]
+        max_new = self.config["generation"]["max_new_tokens"]
+        for judge_name, reference, testset, model in itertools.product(ev["judges"], ev["references"], ev["testsets"],
+                                                                       ev["models"]):
+            spec = self.config["judges"][judge_name]
+            llm = spec["llm"]
+            if not self.missing(f"results/verdicts/{judge_name}/{reference}/{testset}/{model}.jsonl"):
+                continue
+            outputs = [self.root / f"results/outputs/{g}/{testset}.json" for g in (model, reference)]
+            judge_model = self.model_id(llm)
+            if all(p.exists() for p in outputs):
+                model_out, ref_out = (json.loads(p.read_text()) for p in outputs)
+                tagged = judge.build_requests(model_out, ref_out, judge_model=judge_model, method=spec["method"],
+                                              max_tokens=spec["max_tokens"])
+                self.add("judge", llm, [r for _, r in tagged])
+                continue
+            rows = self.testset_rows(testset)
+            if rows is None:
+                continue
+            # outputs not generated yet: the prompt with empty outputs, plus two outputs of
+            # at most max_new_tokens each (an upper bound)
+            placeholder = [{"id": t["id"], "instruction": t["instruction"], "input": t["input"], "output": ""}
+                           for t in rows]
+            tagged = judge.build_requests(placeholder, placeholder, judge_model=judge_model, method=spec["method"],
+                                          max_tokens=spec["max_tokens"])
+            self.add("judge", llm, [r for _, r in tagged], extra_input=2 * max_new,
+                     inputs=f"bound: outputs of {max_new} tokens", check_cache=False)
+
+    def run(self) -> list[Row]:
+        self.selfinstruct()
+        self.generate()
+        self.judge()
+        return list(self.rows.values())
+
+
+COLUMNS = ("stage", "endpoint", "model", "jobs", "calls", "cached", "input_tokens", "output_tokens_max",
+           "output_tokens_expected", "cost_max_usd", "cost_expected_usd", "tokens", "inputs")
+
+
+def table(rows: list[Row]) -> str:
+    total = Row("total", "", "", *[sum(getattr(r, c) for r in rows) for c in COLUMNS[3:11]], tokens="", inputs="")
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in [*rows, total]:
+        cells = []
+        for c in COLUMNS:
+            v = getattr(r, c)
+            cells.append(f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alpacare.forecast", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", default="config.yaml")
+    parser.add_argument("--directory", default=".", help="the project directory (results/, the cache)")
+    parser.add_argument("--testset-file", action="append", default=[], metavar="NAME=PATH",
+                        help="a local copy of a test set that is otherwise downloaded (to count its rows)")
+    parser.add_argument("--json", action="store_true", help="rows as JSON instead of a Markdown table")
+    args = parser.parse_args(argv)
+    root = Path(args.directory)
+    config = yaml.safe_load((root / args.configfile).read_text()) if not Path(args.configfile).is_absolute() \
+        else yaml.safe_load(Path(args.configfile).read_text())
+    if Path(args.configfile).name != "config.yaml" and (root / "config.yaml").exists():
+        # as Snakemake does: --configfile extends the default config.yaml
+        base = yaml.safe_load((root / "config.yaml").read_text())
+        config = _merge(base, config)
+    validate(config, source=args.configfile)
+    files = dict(item.split("=", 1) for item in args.testset_file)
+    forecast = Forecast(config, root, files)
+    rows = forecast.run()
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=1))
+    else:
+        sys.stdout.write(table(rows))
+    for note in forecast.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

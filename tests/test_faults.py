@@ -1,0 +1,253 @@
+"""The LLM layer against a fault-injecting server on 127.0.0.1, for both wire formats, with
+the real openai/anthropic clients: every fault is retried or named, a run with 20 % faults
+finishes with every item answered once, an outage trips the breaker, a kill loses only the
+calls in flight, the budget cap and the pacing hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from alpacare import ledger
+from alpacare.llm import BudgetExceededError, Cache, CircuitOpenError, LLMError, Request, RetryableError, make_llm
+from alpacare.llm.anthropic_api import AnthropicProvider
+from alpacare.llm.openai_api import OpenAIProvider
+from conftest import ROOT
+from fakeapi import FAULTS, FakeAPI
+
+KINDS = ["openai", "anthropic"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "ANTHROPIC_")) or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def api():
+    with FakeAPI() as server:
+        server.hang_seconds = 1.5
+        yield server
+
+
+def spec_for(kind: str, api: FakeAPI, **extra) -> dict:
+    url = api.openai_url if kind == "openai" else api.url
+    return {"provider": kind, "model": f"{kind}-fake", "base_url": url, "keyless": True,
+            "timeout": {"connect": 2, "read": 0.5}, **extra}
+
+
+def settings_for(tmp_path, **extra) -> dict:
+    return {"cache": str(tmp_path / "cache.sqlite"), "ledger": str(tmp_path / "ledger.jsonl"), "max_retries": 8,
+            "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "max_concurrency": 8,
+            "circuit_breaker": {"failures": 30, "seconds": 60}, **extra}
+
+
+def asks(n: int, model: str) -> list[Request]:
+    return [Request.chat(model, f"question number {i}", max_tokens=20) for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_every_fault_is_retryable_and_names_the_server(kind, fault, api):
+    cls = OpenAIProvider if kind == "openai" else AnthropicProvider
+    provider = cls(base_url=spec_for(kind, api)["base_url"], keyless=True, timeout={"read": 0.5})
+    api.inject_faults(1.0, kinds=[fault])
+    with pytest.raises(RetryableError) as info:
+        provider.complete_one(Request.chat("m", "hi"))
+    if fault in ("malformed", "truncated", "reset", "hang"):
+        assert "127.0.0.1" in str(info.value), str(info.value)
+    api.inject_faults(0.0)
+    assert provider.complete_one(Request.chat("m", "hi")).text == "echo: hi"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_twenty_percent_faults_finish_in_one_run_answering_each_once(kind, api, tmp_path):
+    api.inject_faults(0.2, seed=7)
+    llm = make_llm("flaky", spec_for(kind, api), settings_for(tmp_path))
+    responses = llm.run(asks(60, f"{kind}-fake"))
+    assert all(r.ok for r in responses), [r.error for r in responses if not r.ok]
+    assert [r.text for r in responses] == [f"echo: question number {i}" for i in range(60)]
+    assert len(set(api.answered)) == 60 and api.answered_twice() == []
+    assert sum(api.faults.values()) >= 6  # faults really happened
+    rows = ledger.read(tmp_path / "ledger.jsonl")
+    assert sum(r["calls"] for r in rows) == 60 and sum(r["failures"] for r in rows) == 0
+    assert sum(r["attempts"] for r in rows) == len(api.requests)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_outage_trips_the_breaker_with_a_named_error(kind, api, tmp_path):
+    api.outage = 500
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 6, "seconds": 60}, max_concurrency=4)
+    llm = make_llm("down", spec_for(kind, api), settings, rule="respond")
+    with pytest.raises(CircuitOpenError) as info:
+        llm.run(asks(200, f"{kind}-fake"))
+    message = str(info.value)
+    assert "circuit breaker" in message and "endpoint 'down'" in message and f"model {kind}-fake" in message
+    assert "rule respond" in message and "500" in message
+    # bounded: the breaker's count plus what was already in flight, not 200 items x 9 attempts
+    assert len(api.requests) <= 6 + 4
+    rows = ledger.read(tmp_path / "ledger.jsonl")
+    assert rows and all(r["failures"] == r["calls"] for r in rows) and rows[0]["rule"] == "respond"
+
+
+def test_outage_by_time_trips_even_below_the_failure_count(api, tmp_path):
+    api.outage = 503
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 1000, "seconds": 0.3}, max_concurrency=2)
+    with pytest.raises(CircuitOpenError, match="no success"):
+        make_llm("down", spec_for("openai", api), settings).run(asks(500, "m"))
+    assert len(api.requests) < 500
+
+
+def test_completed_calls_survive_a_breaker_trip(api, tmp_path):
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 3, "seconds": 60}, max_concurrency=1)
+    llm = make_llm("srv", spec_for("openai", api), settings)
+    assert all(r.ok for r in llm.run(asks(5, "m")))
+    api.outage = 500
+    with pytest.raises(CircuitOpenError):
+        make_llm("srv", spec_for("openai", api), settings).run(asks(20, "m"))
+    assert len(Cache(tmp_path / "cache.sqlite")) == 5
+    api.outage = None
+    again = make_llm("srv", spec_for("openai", api), settings).run(asks(20, "m"))
+    assert all(r.ok for r in again) and sum(r.cached for r in again) == 5
+    assert api.answered_twice() == []
+
+
+@pytest.mark.parametrize("status, message", [(400, "This model's maximum context length is 4097 tokens"),
+                                             (401, "invalid key"), (404, "no such model")])
+def test_permanent_errors_fail_once_and_name_the_item(status, message, api, tmp_path):
+    api.fail(status, message)
+    llm = make_llm("srv", spec_for("openai", api), settings_for(tmp_path, max_concurrency=1), rule="generate")
+    first, second = llm.run(asks(2, "m"))
+    assert not first.ok and second.ok and len(api.requests) == 2
+    assert f"{status}" in first.error and message in first.error
+    assert "endpoint 'srv' (model m) in rule generate" in first.error
+
+
+def test_budget_cap_stops_before_overspending(api, tmp_path):
+    # each call: about 7 input + up to 20 output tokens at $1000/M -> at most ~$0.03
+    spec = spec_for("openai", api, price={"input": 1000, "output": 1000})
+    settings = settings_for(tmp_path, budget_usd=0.1, max_concurrency=1)
+    ledger.append(tmp_path / "ledger.jsonl", [{"rule": "earlier", "cost_usd": 0.04}])  # spent by an earlier job
+    with pytest.raises(BudgetExceededError, match=r"llm.budget_usd \$0.1"):
+        make_llm("paid", spec, settings).run(asks(50, "m"))
+    assert 0 < len(api.requests) < 10
+    assert ledger.total_cost(tmp_path / "ledger.jsonl") <= 0.1
+
+
+def test_rpm_and_tpm_allowances_are_shared_by_the_calls_of_a_job(api, tmp_path):
+    spec = spec_for("openai", api, rpm=6, tpm=1000)
+    llm = make_llm("paced", spec, settings_for(tmp_path))
+    assert all(r.ok for r in llm.run(asks(6, "m")))
+    # six calls used the minute's six requests; and 6 x (about 6 + 20) of the 1000 tokens
+    assert not llm._rpm_limiter.try_acquire("paced", blocking=False)
+    assert llm._tpm_limiter.try_acquire("paced", weight=800, blocking=False)
+    assert not llm._tpm_limiter.try_acquire("paced", weight=100, blocking=False)
+
+
+def test_progress_is_logged_with_done_cached_failed_and_rate(api, tmp_path, caplog):
+    caplog.set_level("INFO", logger="alpacare.llm")
+    llm = make_llm("srv", spec_for("openai", api), settings_for(tmp_path), rule="judge")
+    llm.run(asks(3, "m"))
+    make_llm("srv", spec_for("openai", api), settings_for(tmp_path), rule="judge").run(asks(4, "m"))
+    lines = [r.getMessage() for r in caplog.records if "answered" in r.getMessage()]
+    assert lines[-1].startswith("judge srv: 4/4 answered (3 cached, 1 called, 0 failed)") and "calls/s" in lines[-1]
+
+
+KILLED_RUN = """
+import sys
+from alpacare.llm import Request, make_llm
+spec = {"provider": "openai", "model": "m", "base_url": sys.argv[1], "keyless": True}
+settings = {"cache": sys.argv[2], "ledger": sys.argv[3], "max_concurrency": 2}
+llm = make_llm("srv", spec, settings, rule="respond")
+llm.run([Request.chat("m", f"question number {i}", max_tokens=20) for i in range(30)])
+"""
+
+
+def test_sigkill_mid_stage_then_rerun_repeats_no_completed_call(tmp_path):
+    cache_path, ledger_path = tmp_path / "cache.sqlite", tmp_path / "ledger.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with FakeAPI(delay=0.1) as api:
+        args = [sys.executable, "-c", KILLED_RUN, api.openai_url, str(cache_path), str(ledger_path)]
+        proc = subprocess.Popen(args, env=env)
+        deadline = time.monotonic() + 120
+        while len(api.answered) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.3)  # let the server finish the replies it was writing
+        cached = len(Cache(cache_path))
+        answered_before = len(api.answered)
+        assert 0 < cached < 30 and answered_before - cached <= 2  # only the 2 calls in flight are lost
+        # the ledger was written as the calls were made: it has every cached call
+        assert sum(r["calls"] for r in ledger.read(ledger_path)) >= cached
+        subprocess.run(args, env=env, check=True, timeout=120)
+        # the rerun asked exactly what was not cached; at most the calls in flight at the kill twice
+        assert len(api.answered) - answered_before == 30 - cached
+        assert len(api.answered_twice()) <= 2
+        assert len(set(api.answered)) == 30
+    assert len(Cache(cache_path)) == 30
+
+
+@pytest.mark.workflow
+def test_workflow_finishes_through_faults_and_a_judge_outage_fails_its_job(tmp_path):
+    """One snakemake invocation through 20 % faults on both wire formats finishes with every
+    item present and no body answered twice; then a judge outage fails the judge's job (no
+    verdict file that looks final) and the ledger still counts the failed job's calls."""
+    import yaml
+
+    from conftest import copy_project
+    from test_workflow import snakemake
+
+    project = copy_project(tmp_path)
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["llm"].update(max_retries=8, backoff_seconds=0.01, max_backoff_seconds=0.05, max_concurrency=4,
+                         circuit_breaker={"failures": 6, "seconds": 60})
+    config["testsets"]["medical-dozen"]["limit"] = 4
+    with FakeAPI() as chat, FakeAPI() as messages:
+        for server, seed in ((chat, 1), (messages, 2)):
+            server.hang_seconds = 1.5
+            server.inject_faults(0.2, seed=seed)
+        timeout = {"read": 0.5}
+        config["llms"]["chat"] = {"provider": "openai", "model": "chat-m", "base_url": chat.openai_url, "keyless": True,
+                                  "timeout": timeout}
+        config["llms"]["msgs"] = {"provider": "anthropic", "model": "msgs-m", "base_url": messages.url, "keyless": True,
+                                  "timeout": timeout}
+        config["generators"] = {"gen-a": {"llm": "chat"}, "gen-b": {"llm": "msgs"}}
+        config["judges"] = {"j": {"llm": "msgs", "method": "reply"}, "j-down": {"llm": "chat", "method": "reply"}}
+        config["evaluation"] = {"models": ["gen-a"], "references": ["gen-b"], "judges": ["j"], "testsets": ["medical-dozen"]}
+        (project / "api.yaml").write_text(yaml.safe_dump(config))
+        verdict = "results/verdicts/j/gen-b/medical-dozen/gen-a.jsonl"
+        snakemake(project, verdict, "--cores", "2", "--configfile", "api.yaml")
+        results = project / "results"
+        for generator in ("gen-a", "gen-b"):
+            outputs = json.loads((results / f"outputs/{generator}/medical-dozen.json").read_text())
+            assert [o["id"] for o in outputs] == [0, 1, 2, 3] and all(o["output"].startswith("echo: ") for o in outputs)
+        verdicts = [json.loads(line) for line in (results / "verdicts/j/gen-b/medical-dozen/gen-a.jsonl").open()]
+        assert len(verdicts) == 8
+        assert chat.answered_twice() == [] and messages.answered_twice() == []
+        # the judge's two orders of one item are the same request here (both outputs echo the
+        # question), asked once
+        assert len(set(chat.answered)) == 4 and len(set(messages.answered)) == 4 + 4
+        assert sum(chat.faults.values()) + sum(messages.faults.values()) >= 2
+
+        chat.outage = 500
+        config["evaluation"]["judges"] = ["j-down"]
+        (project / "down.yaml").write_text(yaml.safe_dump(config))
+        failed = snakemake(project, verdict.replace("/j/", "/j-down/"), "--cores", "2", "--configfile", "down.yaml",
+                           check=False)
+        assert failed.returncode != 0
+        assert not (results / "verdicts/j-down/gen-b/medical-dozen/gen-a.jsonl").exists()
+        log = (results / "logs/judge/j-down/gen-b/medical-dozen/gen-a.log").read_text()
+        assert "CircuitOpenError: circuit breaker: endpoint 'chat' (model chat-m) in rule judge" in log
+    judged = ledger.summarize(results / "ledger.jsonl")
+    down = [row for row in judged if row["rule"] == "judge" and row["endpoint"] == "chat"]
+    assert down and down[0]["failures"] >= 1 and down[0]["calls"] == down[0]["failures"]
+    assert sum(r["calls"] for r in judged if r["rule"] == "generate") == 8
