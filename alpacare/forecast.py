@@ -172,17 +172,27 @@ class Forecast:
         from .seeds import load_seeds
 
         seed_files = [s for s in self.config["seeds"] if (self.root / s).is_file()]
-        seeds = load_seeds([str(self.root / s) for s in seed_files])
+        if not self.missing("results/selfinstruct/seeds.jsonl"):
+            seeds = read_jsonl(self.root / "results/selfinstruct/seeds.jsonl")
+        elif seed_files:
+            seeds = load_seeds([str(self.root / s) for s in seed_files])
+        else:  # named seed sets are downloaded by the seeds rule; the project's seeds stand in for their lengths
+            seeds = load_seeds([str(self.root / "seeds/medical_seed_tasks.json")])
         teacher, responder = si["teacher"], si["responder"]
+        prompting = si["prompting"]
+        template = selfinstruct.load_template(self.root / (si.get("prompt") or selfinstruct.DEFAULT_PROMPT[prompting]))
+        system = selfinstruct.read_prompt(self.root / si["system_prompt"]) if prompting == "list" and si.get("system_prompt") else None
         if self.missing("results/selfinstruct/tasks.raw.jsonl"):
             tagged = selfinstruct.build_requests(
-                seeds, model=self.model_id(teacher), prompting=si["prompting"], run_seed=self.config["run_seed"],
+                seeds, model=self.model_id(teacher), prompting=prompting, run_seed=self.config["run_seed"],
                 requests=si["requests"], examples_per_request=si["examples_per_request"],
-                tasks_per_request=si["tasks_per_request"], sampling=dict(si["sampling"]))
+                tasks_per_request=si["tasks_per_request"], sampling=dict(si["sampling"]), template=template, system=system)
             self.add("generate_tasks", teacher, [r for _, r in tagged])
         if self.missing("results/selfinstruct/responses.jsonl"):
             sampling = dict(si["response_sampling"])
             model = self.model_id(responder)
+            responder_system = (selfinstruct.read_prompt(self.root / si["responder_system_prompt"])
+                                if si.get("responder_system_prompt") else None)
             tasks_path = self.root / "results/selfinstruct/tasks.jsonl"
             if tasks_path.exists():
                 tasks, inputs = read_jsonl(tasks_path), "exact"
@@ -190,7 +200,8 @@ class Forecast:
                 longest = max(seeds, key=lambda t: len(data.user_message(t["instruction"], t["input"])))
                 tasks = [longest] * (si["requests"] * si["tasks_per_request"])
                 inputs = "bound: all candidate tasks, longest seed"
-            requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), **sampling) for t in tasks]
+            requests = [selfinstruct.response_request(model, t, run_seed=self.config["run_seed"], system=responder_system,
+                                                      sampling=sampling) for t in tasks]
             self.add("respond", responder, requests, inputs=inputs, check_cache=tasks_path.exists())
 
     def generate(self) -> None:

@@ -43,7 +43,8 @@ def teacher_requests(project, config):
     return [r for _, r in selfinstruct.build_requests(
         seeds, model="gpt-x", prompting="list", run_seed=config["run_seed"], requests=5,
         examples_per_request=si["examples_per_request"], tasks_per_request=si["tasks_per_request"],
-        sampling=dict(si["sampling"]))]
+        sampling=dict(si["sampling"]), template=selfinstruct.load_template(project / selfinstruct.DEFAULT_PROMPT["list"]),
+        system=selfinstruct.read_prompt(project / si["system_prompt"]) if si.get("system_prompt") else None)]
 
 
 def test_teacher_prompts_are_counted_exactly_and_priced(project):
