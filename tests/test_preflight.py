@@ -35,8 +35,8 @@ def test_the_default_config_passes(project, config):
 
 @pytest.mark.parametrize("content, expected", [
     (b"{not json", "seeds/bad.json: not valid JSON"),
-    (b"", "seeds/bad.json: not valid JSON"),
-    (b"[]", "no seed tasks in seeds/bad.json"),
+    (b"", "seeds/bad.json: the file is empty"),
+    (b"[]", "seeds/bad.json: the list of seed tasks is empty"),
     (b'["\xff\xfe"]', "seeds/bad.json: not UTF-8"),
 ])
 def test_bad_seed_files_are_named(project, config, content, expected):

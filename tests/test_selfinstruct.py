@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from alpacare.ledger import summarize
+
 from alpacare.llm import Response
 from alpacare.selfinstruct import (build_requests, load_template, parse_replies, parse_task, read_prompt, response_request,
                                    sample_examples)
@@ -187,7 +189,7 @@ def api(monkeypatch, tmp_path):
 
 
 def served(api):
-    return {"provider": "openai", "model": "gpt-3.5-turbo", "base_url": api.openai_url}
+    return {"provider": "openai", "model": "gpt-3.5-turbo", "base_url": api.openai_url, "keyless": True}
 
 
 def ledger(stage):
@@ -195,7 +197,8 @@ def ledger(stage):
 
 
 def test_removing_a_task_leaves_every_other_response_a_cache_hit(api, tmp_path):
-    settings = {"cache": str(tmp_path / "cache.sqlite"), "max_concurrency": 2, "max_retries": 0}
+    settings = {"cache": str(tmp_path / "cache.sqlite"), "max_concurrency": 2, "max_retries": 0,
+                "ledger": str(tmp_path / "ledger.jsonl")}
     tasks = [dict(s, request=0, slot=0, block=n) for n, s in enumerate(SEEDS[:8])]
     write_jsonl("tasks.jsonl", tasks)
     kwargs = dict(responder="gpt-3.5-turbo", spec=served(api), settings=settings, model_dir=None, sampling=PAPER_RESPONSE,
@@ -210,7 +213,8 @@ def test_removing_a_task_leaves_every_other_response_a_cache_hit(api, tmp_path):
     write_jsonl("tasks.jsonl", tasks[1:])  # e.g. a dedup change dropped the first task
     respond("tasks.jsonl", "responses.jsonl", **kwargs)
     assert len(api.requests) == 8  # nothing asked again
-    assert ledger("respond")[-1]["calls"] == 0 and ledger("respond")[-1]["cache_hits"] == 7
+    total = summarize(tmp_path / "ledger.jsonl")[-1]
+    assert (total["calls"], total["cache_hits"]) == (8, 7)  # 8 paid in the first run, none in the second
     assert read_jsonl("responses.jsonl") == first[1:]
 
 
@@ -267,7 +271,7 @@ def test_selfinstruct_rules_card_and_statistics(tmp_path, monkeypatch):
     project = copy_project(tmp_path)
     config = yaml.safe_load((project / "config.yaml").read_text())
     with FakeAPI() as server:
-        config["llms"]["served"] = {"provider": "openai", "model": "gpt-4", "base_url": server.openai_url}
+        config["llms"]["served"] = {"provider": "openai", "model": "gpt-4", "base_url": server.openai_url, "keyless": True}
         config["selfinstruct"].update(teacher="served", responder="served", prompting="list", requests=10, target_tasks=5,
                                       dedup={"threshold": 1.0, "policy": "keep-first"},
                                       sampling={"temperature": 1.0, "top_p": 1.0, "presence_penalty": 1.5, "max_tokens": 3072},
