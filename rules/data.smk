@@ -8,6 +8,9 @@ rule backbone:
         directory("results/models/{backbone}"),
     params:
         spec=lambda w: config["backbones"][w.backbone],
+    localrule: True
+    conda:
+        ENVS["train"]
     log:
         "results/logs/backbone/{backbone}.log",
     script:
@@ -20,6 +23,9 @@ rule seeds:
         code=code("stages.data", "seeds"),
     output:
         "results/selfinstruct/seeds.jsonl",
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/seeds.log",
     script:
@@ -34,6 +40,9 @@ rule testset:
         "results/testsets/{testset}.jsonl",
     params:
         spec=lambda w: config["testsets"][w.testset],
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/testset/{testset}.log",
     script:
@@ -52,6 +61,9 @@ rule dataset:
         "results/data/{dataset}.json",
     params:
         spec=lambda w: config["datasets"][w.dataset],
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/dataset/{dataset}.log",
     script:

@@ -18,7 +18,12 @@ rule generate_tasks:
         examples_per_request=SI.get("examples_per_request"),
         tasks_per_request=SI.get("tasks_per_request"),
         sampling=SI.get("sampling"),
-    threads: TORCH_THREADS
+    threads: model_threads("selfinstruct", llm_backbone(SI.get("teacher")))
+    resources:
+        **model_resources("selfinstruct", llm_backbone(SI.get("teacher"))),
+    conda:
+        llm_env(SI.get("teacher"))
+    localrule: calls_api(SI.get("teacher"))
     log:
         "results/logs/selfinstruct/generate_tasks.log",
     script:
@@ -36,6 +41,9 @@ rule dedup:
     params:
         threshold=SI.get("dedup", {}).get("threshold"),
         policy=SI.get("dedup", {}).get("policy"),
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/selfinstruct/dedup.log",
     script:
@@ -53,7 +61,12 @@ rule respond:
         spec=public(config["llms"][SI["responder"]]) if SI else None,
         sampling=SI.get("response_sampling"),
         run_seed=config["run_seed"],
-    threads: TORCH_THREADS
+    threads: model_threads("selfinstruct", llm_backbone(SI.get("responder")))
+    resources:
+        **model_resources("selfinstruct", llm_backbone(SI.get("responder"))),
+    conda:
+        llm_env(SI.get("responder"))
+    localrule: calls_api(SI.get("responder"))
     log:
         "results/logs/selfinstruct/respond.log",
     script:

@@ -5,7 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "alpacare"
-PROJECT_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "configs", "seeds", "testsets", "report"]
+PROJECT_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "configs", "seeds", "testsets", "report", "envs", "slurm"]
 
 
 @pytest.fixture(scope="session")
