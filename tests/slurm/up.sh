@@ -16,10 +16,6 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
     apt-get update -q && apt-get install -y -q slurmctld slurmd slurm-client munge
 fi
 
-if scontrol ping 2>/dev/null | grep -q UP && sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
-    echo "up.sh: SLURM already up"; sinfo; exit 0
-fi
-
 # munge: one key, shared by the controller and the node (they are the same machine)
 if [ ! -s /etc/munge/munge.key ]; then
     mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
@@ -40,6 +36,7 @@ done
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 MEMORY_MB=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
 # The job-step plugin drops SLURM_CONF inside jobs, so the config must sit at the default path.
+OLD_CONF=$(cat /etc/slurm/slurm.conf /etc/slurm/gres.conf 2>/dev/null || true)
 cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=alpacare-test
 SlurmctldHost=$NODE(127.0.0.1)
@@ -64,7 +61,7 @@ SelectTypeParameters=CR_Core
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=600
+MinJobAge=3600
 ReturnToService=2
 # the node may claim more CPUs and memory than the hardware has (a test machine is small)
 SlurmdParameters=config_overrides
@@ -77,6 +74,13 @@ AutoDetect=off
 NodeName=$NODE Name=gpu Type=fake File=/var/lib/slurm-fake-gpu/gpu[0-$((FAKE_GPUS - 1))]
 CONF
 
+if [ "$OLD_CONF" != "$(cat /etc/slurm/slurm.conf /etc/slurm/gres.conf)" ]; then
+    # a changed configuration: restart the daemons this script started (their pid files)
+    for pidfile in /run/slurmctld.pid /run/slurmd.pid; do
+        [ -s $pidfile ] && kill "$(cat $pidfile)" 2>/dev/null || true
+    done
+    for _ in $(seq 30); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 1; done
+fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
 
