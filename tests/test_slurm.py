@@ -46,7 +46,7 @@ def unavailable():
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm():
     reason = unavailable()
     if reason:
@@ -66,7 +66,7 @@ def cluster_config(project, configfile):
     config = yaml.safe_load((project / configfile).read_text())
     config["models"][TUNED]["gpus"] = 1
     config["cluster"] = {"cpus": 2, "cpus_per_gpu": 2, "memory_mb": 1000,
-                         "runtime": {"selfinstruct": 20, "finetune": 25, "generate": 15, "judge": 10, "default": 5}}
+                         "runtime": {"selfinstruct": 60, "finetune": 90, "generate": 45, "judge": 30, "default": 5}}
     (project / "slurm.yaml").write_text(yaml.safe_dump(config))
     return "slurm.yaml"
 
@@ -91,13 +91,15 @@ def run_with_profile(project, configfile, *args, check=True):
     return snakemake(project, "--profile", str(PROFILE), "--configfile", configfile, *args, check=check)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm_run_started(slurm, tmp_path_factory):
     """The tiny configuration through SLURM, started in the background so that it overlaps the
-    local reference run (SLURM jobs spend much of their time waiting on the scheduler)."""
+    local reference run (SLURM jobs spend much of their time waiting on the scheduler). Session
+    scope, like tiny_run, so that it starts first."""
     project = copy_project(tmp_path_factory.mktemp("slurm"))
     configfile = cluster_config(project, tiny_config(project))
-    run = subprocess.Popen(snakemake_args(configfile), cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(project / "snakemake.out", "w") as out:  # a file, not a pipe nobody reads meanwhile
+        run = subprocess.Popen(snakemake_args(configfile), cwd=project, stdout=out, stderr=subprocess.STDOUT)
     return project, configfile, run
 
 
@@ -105,7 +107,8 @@ def slurm_run_started(slurm, tmp_path_factory):
 def runs(slurm_run_started, tiny_run):
     """(local project, SLURM project, its config file, its snakemake output, its SLURM records)."""
     project, configfile, run = slurm_run_started
-    output = run.communicate(timeout=1800)[0]
+    run.wait(timeout=1800)
+    output = (project / "snakemake.out").read_text()
     assert run.returncode == 0, f"snakemake --profile tests/slurm/profile failed:\n{output[-6000:]}"
     return tiny_run[0], project, configfile, output, jobs_of(project)
 
@@ -179,7 +182,8 @@ def test_a_job_killed_by_scancel_is_resubmitted_by_a_rerun_and_finishes(runs):
     target.unlink()
     known = {j["JobId"] for j in jobs_of(project)}
     args = snakemake_args(configfile, "--retries", "0", str(target.relative_to(project)))
-    run = subprocess.Popen(args, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(project / "killed.out", "w") as out:
+        run = subprocess.Popen(args, cwd=project, stdout=out, stderr=subprocess.STDOUT)
     killed = None
     deadline = time.monotonic() + 600
     while killed is None and run.poll() is None and time.monotonic() < deadline:
@@ -188,7 +192,8 @@ def test_a_job_killed_by_scancel_is_resubmitted_by_a_rerun_and_finishes(runs):
             killed = fresh[0]["JobId"]  # the job's snakemake has started the rule
             subprocess.run(["scancel", killed], check=True)
         time.sleep(0.5)
-    output = run.communicate(timeout=600)[0]
+    run.wait(timeout=600)
+    output = (project / "killed.out").read_text()
     assert killed, f"the generate job never ran:\n{output[-3000:]}"
     assert run.returncode != 0 and not target.exists(), output[-3000:]
     states = {j["JobId"]: j["JobState"] for j in jobs_of(project)}
