@@ -8,6 +8,7 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/cluster.smk"
 include: "rules/data.smk"
 include: "rules/selfinstruct.smk"
 include: "rules/finetune.smk"

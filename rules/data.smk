@@ -8,6 +8,9 @@ rule backbone:
         directory("results/models/{backbone}"),
     params:
         spec=lambda w: config["backbones"][w.backbone],
+    localrule: True
+    conda:
+        ENVS["train"]
     log:
         "results/logs/backbone/{backbone}.log",
     script:
@@ -27,6 +30,9 @@ rule seeds:
     params:
         sources=config["seeds"],
         pins={s: OFFICIAL_SEEDS[s]["sha256"] for s in config["seeds"] if is_official(s)},
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/seeds.log",
     script:
@@ -41,6 +47,9 @@ rule testset:
         "results/testsets/{testset}.jsonl",
     params:
         spec=lambda w: config["testsets"][w.testset],
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/testset/{testset}.log",
     script:
@@ -59,6 +68,9 @@ rule dataset:
         "results/data/{dataset}.json",
     params:
         spec=lambda w: config["datasets"][w.dataset],
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/dataset/{dataset}.log",
     script:

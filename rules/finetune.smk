@@ -18,9 +18,11 @@ rule finetune:
     params:
         caps=lambda w: [d.get("max") for d in config["models"][w.model]["data"]],
         hp=lambda w: hyperparameters(w.model),
-    threads: TORCH_THREADS
+    threads: finetune_threads()
     resources:
-        gpu=lambda w: config["models"][w.model]["gpus"],
+        **finetune_resources(),
+    conda:
+        ENVS["train"]
     log:
         "results/logs/finetune/{model}.log",
     script:

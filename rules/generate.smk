@@ -25,12 +25,27 @@ rule generate:
         code=code("stages.generate", "stages.common", "outputs", "template", "data", "llm", "checkpoints"),
     output:
         "results/outputs/{generator}/{testset}.json",
+    wildcard_constraints:
+        generator=names_running("generators"),
     params:
         kind=lambda w: generator_plan(w.generator, w.testset)[0],
         plan=lambda w: generator_plan(w.generator, w.testset)[2],
         max_new_tokens=config["generation"]["max_new_tokens"],
-    threads: TORCH_THREADS
+    threads: model_threads("generate", generator_backbone)
+    resources:
+        **model_resources("generate", generator_backbone),
+    conda:
+        ENVS["train"]
     log:
         "results/logs/generate/{generator}/{testset}.log",
     script:
         "../scripts/generate.py"
+
+
+# API models and imported outputs: the same rule, run on the submit host
+use rule generate as generate_api with:
+    wildcard_constraints:
+        generator=names_running("generators", local_model=False),
+    conda:
+        ENVS["api"]
+    localrule: True

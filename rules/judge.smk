@@ -15,11 +15,26 @@ rule judge:
         "results/verdicts/{judge}/{reference}/{testset}/{model}.jsonl",
     wildcard_constraints:
         model=names("generators"),
+        judge=names_running("judges"),
     params:
         judge=lambda w: config["judges"][w.judge],
         spec=lambda w: public(config["llms"][config["judges"][w.judge]["llm"]]),
-    threads: TORCH_THREADS
+    threads: model_threads("judge", judge_backbone)
+    resources:
+        **model_resources("judge", judge_backbone),
+    conda:
+        ENVS["train"]
     log:
         "results/logs/judge/{judge}/{reference}/{testset}/{model}.log",
     script:
         "../scripts/judge.py"
+
+
+# API judges: the same rule, run on the submit host
+use rule judge as judge_api with:
+    wildcard_constraints:
+        model=names("generators"),
+        judge=names_running("judges", local_model=False),
+    conda:
+        ENVS["api"]
+    localrule: True

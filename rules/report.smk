@@ -18,6 +18,9 @@ rule report:
         figure=report("results/figures/winrates.png", caption="../report/winrates.rst", category="Results"),
     params:
         verdict_keys=[list(k) for k in VERDICTS],
+    localrule: True
+    conda:
+        ENVS["report"]
     log:
         "results/logs/report.log",
     script:

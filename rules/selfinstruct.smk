@@ -35,7 +35,12 @@ rule generate_tasks:
         examples_per_request=SI.get("examples_per_request"),
         tasks_per_request=SI.get("tasks_per_request"),
         sampling=SI.get("sampling"),
-    threads: TORCH_THREADS
+    threads: model_threads("selfinstruct", llm_backbone(SI.get("teacher")))
+    resources:
+        **model_resources("selfinstruct", llm_backbone(SI.get("teacher"))),
+    conda:
+        llm_env(SI.get("teacher"))
+    localrule: calls_api(SI.get("teacher"))
     log:
         "results/logs/selfinstruct/generate_tasks.log",
     script:
@@ -54,6 +59,9 @@ rule dedup:
         threshold=SI_DEDUP.get("threshold"),
         policy=SI_DEDUP.get("policy"),
         target_tasks=SI.get("target_tasks"),
+    localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/selfinstruct/dedup.log",
     script:
@@ -72,7 +80,12 @@ rule respond:
         spec=public(config["llms"][SI["responder"]]) if SI else None,
         sampling=SI.get("response_sampling"),
         run_seed=config["run_seed"],
-    threads: TORCH_THREADS
+    threads: model_threads("selfinstruct", llm_backbone(SI.get("responder")))
+    resources:
+        **model_resources("selfinstruct", llm_backbone(SI.get("responder"))),
+    conda:
+        llm_env(SI.get("responder"))
+    localrule: calls_api(SI.get("responder"))
     log:
         "results/logs/selfinstruct/respond.log",
     script:

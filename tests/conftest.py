@@ -5,7 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "alpacare"
-PROJECT_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "configs", "seeds", "testsets", "report", "data", "prompts"]
+PROJECT_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "configs", "seeds", "testsets", "report", "data", "prompts", "envs", "slurm"]
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +34,15 @@ def reference_file(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data not present: {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny configuration run locally, once per session: tests/test_workflow.py checks it,
+    tests/test_slurm.py compares a SLURM run with it."""
+    from test_workflow import snakemake, tiny_config
+
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    configfile = tiny_config(project)
+    snakemake(project, "--cores", "2", "--configfile", configfile)
+    return project, configfile

@@ -36,11 +36,8 @@ def ledger(project):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("project"))
-    configfile = tiny_config(project)
-    snakemake(project, "--cores", "2", "--configfile", configfile)
-    return project, configfile
+def run(tiny_run):  # conftest.py: shared with tests/test_slurm.py
+    return tiny_run
 
 
 def read_jsonl(path):
@@ -145,8 +142,9 @@ EXPECTED_PAPER_JOBS = {
     "verbs": 1,
     "finetune": 8,        # 4 backbones x 2 training sets
     "testset": 3,         # MedInstruct-test, iCliniq, AlpacaFarm
-    "generate": 36,       # (8 models + 4 references) x 3 test sets
-    "judge": 192,         # 2 judges x 4 references x 3 test sets x 8 models
+    "generate": 24,       # 8 models x 3 test sets, on GPU nodes
+    "generate_api": 12,   # 4 references x 3 test sets (API calls or imported outputs)
+    "judge_api": 192,     # 2 API judges x 4 references x 3 test sets x 8 models
     "report": 1,
     "usmle_questions": 1,
     "usmle_generation": 11,  # 8 models + 3 API models

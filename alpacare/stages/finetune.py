@@ -11,7 +11,7 @@ log = logging.getLogger("alpacare")
 
 
 def finetune(data_paths, caps, backbone_dir, out_dir, hp) -> None:
-    from .train import finetune as train
+    from ..train import finetune as train
 
     records = mixture.mix([(read_json(p), cap) for p, cap in zip(data_paths, caps)], seed=hp["seed"])
     summary = train(records, backbone_dir, out_dir, hp, log=log.info)
