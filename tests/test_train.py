@@ -225,6 +225,8 @@ def test_fingerprint_covers_adapters_and_the_base_of_quantised_checkpoints(lora_
     base = tmp_path / "models" / "base"
     shutil.copytree(tiny, base)
     (quantised / BASE_MODEL_FILE).write_text(json.dumps({"base": "../../models/base", "bits": 8}))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(base / name, quantised / name)
     with_base = fingerprint(quantised)
     (base / "config.json").write_text((base / "config.json").read_text() + " ")
     assert fingerprint(quantised) != with_base  # another base, another identity
