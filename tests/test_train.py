@@ -242,3 +242,62 @@ def test_quantised_methods_fail_before_any_work_without_a_gpu(method, tiny, data
                                            "which needs a CUDA GPU"):
         finetune(data(data_file), tiny, tmp_path / "q", {**HP, "method": method}, RUNTIME, devices=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_public_dataset_columns_map_onto_alpaca_fields(tmp_path):
+    from alpacare.stages.dataset import build_dataset
+
+    source = tmp_path / "meadow.jsonl"
+    source.write_text("".join(json.dumps({"question": r["instruction"], "answer": r["output"]}) + "\n" for r in RECORDS[:3]))
+    build_dataset(tmp_path / "out.json", {"path": str(source), "columns": {"instruction": "question", "output": "answer"}})
+    assert json.loads((tmp_path / "out.json").read_text()) == [
+        {"instruction": r["instruction"], "input": "", "output": r["output"]} for r in RECORDS[:3]]
+    with pytest.raises(ValueError, match=r"meadow.jsonl: row 0 has no text column 'output' for the Alpaca field 'output' "
+                                         r"\(its columns: answer, question\)"):
+        build_dataset(tmp_path / "bad.json", {"path": str(source)})
+    assert not (tmp_path / "bad.json").exists()
+
+
+def snakemake(project, *args):
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=project, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, f"snakemake {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_finetune_rule_trains_a_mixture_and_runtime_edits_retrain_nothing(tiny, tmp_path):
+    import shutil
+
+    import yaml
+
+    from conftest import copy_project
+
+    project = copy_project(tmp_path)
+    shutil.copytree(tiny, project / "results/models/tiny")  # the backbone, already in place
+    (project / "meadow.jsonl").write_text(
+        "".join(json.dumps({"question": r["instruction"], "input": r["input"], "answer": r["output"]}) + "\n"
+                for r in RECORDS))
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["backbones"]["tiny"] = {"hf": "offline/not-downloaded"}
+    config["datasets"]["meadow"] = {"path": "meadow.jsonl", "columns": {"instruction": "question", "output": "answer"}}
+    config["models"]["tiny-full"] = {"backbone": "tiny", "data": [{"dataset": "meadow", "max": 6}], "method": "full",
+                                     "epochs": 1, "lr": 1e-3, "batch_size": 2, "micro_batch_size": 1, "max_length": 96,
+                                     "gpus": 0, "save_steps": 2}
+
+    def configure():
+        (project / "tiny.yaml").write_text(yaml.safe_dump(config))
+        return ["--cores", "2", "--configfile", "tiny.yaml", "results/checkpoints/tiny-full"]
+
+    snakemake(project, *configure())
+    checkpoint = project / "results/checkpoints/tiny-full"
+    summary = json.loads((checkpoint / "train_summary.json").read_text())
+    assert (summary["examples"], summary["steps"], summary["accumulation"]) == (6, 3, 2)
+    assert json.loads((checkpoint / "train_mixture.json").read_text())[0]["taken"] == 6
+    assert "step 3/3" in (project / "results/logs/finetune/tiny-full.log").read_text()
+    # how the batch is reached, and LoRA settings a full fine-tune does not use, retrain nothing
+    config["models"]["tiny-full"].update(micro_batch_size=2, save_steps=1, gradient_checkpointing=True,
+                                         lora={"r": 4})
+    assert "Nothing to be done" in snakemake(project, "-n", *configure())
+    config["models"]["tiny-full"]["lr"] = 2e-3
+    assert "finetune" in snakemake(project, "-n", *configure())
