@@ -252,7 +252,7 @@ def test_public_dataset_columns_map_onto_alpaca_fields(tmp_path):
     build_dataset(tmp_path / "out.json", {"path": str(source), "columns": {"instruction": "question", "output": "answer"}})
     assert json.loads((tmp_path / "out.json").read_text()) == [
         {"instruction": r["instruction"], "input": "", "output": r["output"]} for r in RECORDS[:3]]
-    with pytest.raises(ValueError, match=r"meadow.jsonl: row 0 has no text column 'output' for the Alpaca field 'output' "
+    with pytest.raises(ValueError, match=r"meadow.jsonl: row 0 has no text column 'instruction' for the Alpaca field 'instruction' "
                                          r"\(its columns: answer, question\)"):
         build_dataset(tmp_path / "bad.json", {"path": str(source)})
     assert not (tmp_path / "bad.json").exists()
@@ -287,7 +287,7 @@ def test_finetune_rule_trains_a_mixture_and_runtime_edits_retrain_nothing(tiny, 
 
     def configure():
         (project / "tiny.yaml").write_text(yaml.safe_dump(config))
-        return ["--cores", "2", "--configfile", "tiny.yaml", "results/checkpoints/tiny-full"]
+        return ["results/checkpoints/tiny-full", "--cores", "2", "--configfile", "tiny.yaml"]
 
     snakemake(project, *configure())
     checkpoint = project / "results/checkpoints/tiny-full"
