@@ -1,9 +1,14 @@
 """Loading a model directory for inference (a backbone or a fine-tuned checkpoint), and the
-fingerprint that gives its replies their cache identity."""
+fingerprint that gives its replies their cache identity.
+
+A checkpoint is either a standalone HF model (backbones, full and merged LoRA fine-tunes) or,
+for LoRA on a quantised base (lora-8bit, lora-4bit), `adapter/` plus base_model.json naming
+the base directory and its bits: loaded as the quantised base with the adapter on top."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -11,6 +16,7 @@ import torch
 from .llm.base import LLMError
 
 _MODELS: dict[str, tuple] = {}
+BASE_MODEL_FILE = "base_model.json"  # {"base": backbone dir relative to the checkpoint, "bits": 8 | 4}
 
 
 def load_model(path: str):
@@ -23,19 +29,50 @@ def load_model(path: str):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        base_file = Path(path) / BASE_MODEL_FILE
+        if base_file.exists():
+            model = _load_base_and_adapter(path, json.loads(base_file.read_text()), dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         _MODELS[path] = (model, tokenizer)
     return _MODELS[path]
 
 
+def base_dir(checkpoint: str | Path) -> Path:
+    """The base model directory of a base + adapter checkpoint."""
+    base = json.loads((Path(checkpoint) / BASE_MODEL_FILE).read_text())["base"]
+    return (Path(checkpoint) / base).resolve()
+
+
+def _load_base_and_adapter(path: str, base: dict, dtype):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise LLMError(f"{path}: a LoRA adapter on a {base['bits']}-bit base needs a CUDA GPU (bitsandbytes)")
+    quantisation = (BitsAndBytesConfig(load_in_8bit=True) if base["bits"] == 8 else
+                    BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                       bnb_4bit_compute_dtype=dtype))
+    model = AutoModelForCausalLM.from_pretrained(base_dir(path), dtype=dtype, quantization_config=quantisation,
+                                                 device_map={"": 0})
+    return PeftModel.from_pretrained(model, str(Path(path) / "adapter")).eval()
+
+
 def fingerprint(path: str | Path) -> str:
-    """sha256 over the files that decide a model's replies (weights, config, tokenizer): a
-    retrained checkpoint at the same path gets a new cache identity, so its replies are never
-    confused with the old ones. Training logs, which hold timings, are left out."""
+    """sha256 over the files that decide a model's replies (weights, config, tokenizer, a LoRA
+    adapter, and for base + adapter checkpoints the base's own fingerprint): a retrained
+    checkpoint at the same path gets a new cache identity, so its replies are never confused
+    with the old ones. Training records (train_*: logs with timings, the loss figure) are left out."""
     digest = hashlib.sha256()
     root = Path(path)
-    for file in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(("train_", "."))):
-        digest.update(file.name.encode())
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = file.relative_to(root).as_posix()
+        if any(part.startswith(("train_", ".")) for part in file.relative_to(root).parts):
+            continue
+        digest.update(name.encode())
         with open(file, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
+    base_file = root / BASE_MODEL_FILE
+    if base_file.exists():
+        digest.update(fingerprint(base_dir(root)).encode())
     return digest.hexdigest()

@@ -1,5 +1,9 @@
 """The one prompt template of tuned models: used to build training examples and to
-generate with tuned (and untuned baseline) models, so both always agree."""
+generate with tuned (and untuned baseline) models, so both always agree.
+
+Stanford Alpaca's recipe, as AlpaCare trained with it: the prompt ends with "### Response:"
+and the target follows directly (no newline of ours); the tokenizer's BOS token comes first
+wherever the tokenizer adds one (LLaMA's does, SmolLM2's does not)."""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ from .seeds import NO_INPUT
 PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
 )
 PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
+    "### Instruction:\n{instruction}\n\n### Response:"
 )
 
 
@@ -21,3 +25,17 @@ def alpaca_prompt(instruction: str, input: str = "") -> str:
     if input and input != NO_INPUT:
         return PROMPT_WITH_INPUT.format(instruction=instruction, input=input)
     return PROMPT_NO_INPUT.format(instruction=instruction)
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts its BOS token in front of a text it encodes (LLaMA: yes)."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer.encode("a", add_special_tokens=True)[:1] == [bos]
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """Token ids of a raw prompt exactly as training saw it: BOS (where the tokenizer adds
+    one), then the text. Only BOS is taken from the tokenizer's special tokens: a tokenizer
+    that would also append EOS must not end the prompt."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return [tokenizer.bos_token_id] + ids if adds_bos(tokenizer) else ids

@@ -63,6 +63,7 @@ rule dataset:
             if config["datasets"][w.dataset].get("source") == "selfinstruct"
             else []
         ),
+        files=lambda w: [config["datasets"][w.dataset]["path"]] if "path" in config["datasets"][w.dataset] else [],
         code=code("stages.dataset", "data"),
     output:
         "results/data/{dataset}.json",

@@ -1,11 +1,5 @@
 # Fine-tuning: one checkpoint per model (backbone x training data x method).
-
-
-def hyperparameters(name):
-    spec = dict(config["models"][name])
-    for key in ("backbone", "data", "gpus"):
-        spec.pop(key)
-    return {**spec, "seed": config["run_seed"]}
+from alpacare.stages.finetune import split_settings
 
 
 rule finetune:
@@ -16,8 +10,11 @@ rule finetune:
     output:
         directory("results/checkpoints/{model}"),
     params:
-        caps=lambda w: [d.get("max") for d in config["models"][w.model]["data"]],
-        hp=lambda w: hyperparameters(w.model),
+        # the mixture (caps, seeds) and the hyperparameters its method uses; the runtime
+        # settings (GPUs, per-device batch, sharding...) are read from config by the script,
+        # since they change how the global batch is reached, not what is learnt
+        parts=lambda w: [{k: d.get(k) for k in ("dataset", "max", "seed")} for d in config["models"][w.model]["data"]],
+        hp=lambda w: split_settings(config["models"][w.model], config["run_seed"])[0],
     threads: finetune_threads()
     resources:
         **finetune_resources(),

@@ -2,4 +2,4 @@ from alpacare.snake import setup
 from alpacare.stages.dataset import build_dataset
 
 setup(snakemake)
-build_dataset(snakemake.output[0], responses_path=(snakemake.input.responses or [None])[0], url=snakemake.params.spec.get("url"))
+build_dataset(snakemake.output[0], dict(snakemake.params.spec), responses_path=(snakemake.input.responses or [None])[0])

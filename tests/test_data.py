@@ -37,9 +37,9 @@ def test_import_names_missing_items():
 
 
 def test_alpaca_prompt_and_records():
-    assert alpaca_prompt("Define sepsis.").endswith("### Instruction:\nDefine sepsis.\n\n### Response:\n")
+    assert alpaca_prompt("Define sepsis.").endswith("### Instruction:\nDefine sepsis.\n\n### Response:")
     with_input = alpaca_prompt("Summarize.", "A 60-year-old man ...")
-    assert "### Input:\nA 60-year-old man ...\n\n### Response:\n" in with_input
+    assert with_input.endswith("### Input:\nA 60-year-old man ...\n\n### Response:")
     assert alpaca_prompt("Define sepsis.", "<noinput>") == alpaca_prompt("Define sepsis.")
     records = to_alpaca([{"instruction": "a", "input": "<noinput>", "output": " b "},
                          {"instruction": "c", "input": "d", "output": "  "}])
@@ -49,6 +49,15 @@ def test_alpaca_prompt_and_records():
 def test_mix_caps_each_dataset_reproducibly():
     a = [{"n": i} for i in range(10)]
     b = [{"m": i} for i in range(4)]
-    mixed = mix([(a, 3), (b, None)], seed=1)
+
+    def parts(**extra):
+        return [{"dataset": "a", "records": a, "max": 3, **extra}, {"dataset": "b", "records": b}]
+
+    mixed, report = mix(parts(), run_seed=1)
     assert len(mixed) == 7 and mixed[3:] == b
-    assert mixed == mix([(a, 3), (b, None)], seed=1) and mixed != mix([(a, 3), (b, None)], seed=2)
+    assert [r["n"] for r in mixed[:3]] == sorted(r["n"] for r in mixed[:3])  # the file's order kept
+    assert [(r["dataset"], r["available"], r["taken"], r["max"]) for r in report] == [("a", 10, 3, 3), ("b", 4, 4, None)]
+    assert mixed == mix(parts(), run_seed=1)[0] and mixed != mix(parts(), run_seed=2)[0]
+    # a part's own seed wins over the run seed; its sample does not depend on its position
+    assert mix(parts(seed=7), run_seed=1)[0][:3] == mix(parts(seed=7), run_seed=2)[0][:3]
+    assert mix(parts()[::-1], run_seed=1)[0][4:] == mixed[:3]

@@ -83,7 +83,8 @@ def prompt_ids(tokenizer, request: Request) -> list[int]:
         messages = [{"role": role, "content": content} for role, content in request.messages]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-    return tokenizer.encode(request.prompt, add_special_tokens=False)
+    from ..template import encode_prompt  # the Alpaca prompt exactly as training encoded it, BOS included
+    return encode_prompt(tokenizer, request.prompt)
 
 
 def pad_id(tokenizer) -> int:

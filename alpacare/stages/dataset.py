@@ -1,26 +1,56 @@
-"""Stage: one training set in Alpaca format (from self-instruct responses, or a public file)."""
+"""Stage: one training set in Alpaca format (results/data/{dataset}.json).
+
+Sources: the self-instruct responses (alpacare.data.to_alpaca), or public instruction data
+loaded with `datasets`: a hub id (Medical Meadow: medalpaca/medical_meadow_*), a URL (Stanford
+Alpaca's alpaca_data.json) or a local JSON / JSON Lines file. `columns` maps the Alpaca fields
+to a source's own column names where they differ."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from .. import data
-from ..io import download, read_jsonl, read_records, write_json
+from ..io import read_jsonl, write_json
 
 log = logging.getLogger("alpacare")
 
+FIELDS = ("instruction", "input", "output")
 
-def build_dataset(out, *, responses_path=None, url=None) -> None:
-    if responses_path:
-        records = data.to_alpaca(read_jsonl(responses_path))
+
+def load_public(spec: dict) -> list[dict]:
+    """Rows of a hub, URL or local source, as loaded by `datasets`."""
+    import datasets
+
+    if "hub" in spec:
+        table = datasets.load_dataset(spec["hub"], spec.get("subset"), split=spec.get("split", "train"),
+                                      revision=spec.get("revision"))
     else:
-        tmp = Path(str(out) + ".download")
-        download(url, tmp)
-        records = read_records(tmp)
-        tmp.unlink()
-        for n, r in enumerate(records):
-            if not all(isinstance(r.get(k), str) for k in ("instruction", "output")):
-                raise ValueError(f"{url}: record {n} is not Alpaca format (instruction, input, output)")
+        where = spec.get("url") or spec["path"]
+        table = datasets.load_dataset("json", data_files=where, split="train")
+    return table.to_list()
+
+
+def to_records(rows: list[dict], spec: dict, where: str) -> list[dict]:
+    """{instruction, input, output} per row; a missing input is empty, a missing instruction
+    or output names the row and the column looked for."""
+    columns = {field: spec.get("columns", {}).get(field, field) for field in FIELDS}
+    records = []
+    for n, row in enumerate(rows):
+        for field in ("instruction", "output"):
+            if not isinstance(row.get(columns[field]), str):
+                raise ValueError(f"{where}: row {n} has no text column '{columns[field]}' for the Alpaca field "
+                                 f"'{field}' (its columns: {', '.join(sorted(row))}); map it with 'columns'")
+        records.append({"instruction": row[columns["instruction"]], "input": row.get(columns["input"]) or "",
+                        "output": row[columns["output"]]})
+    return records
+
+
+def build_dataset(out, spec: dict, *, responses_path=None) -> None:
+    if spec.get("source") == "selfinstruct":
+        records = data.to_alpaca(read_jsonl(responses_path))
+        where = str(responses_path)
+    else:
+        where = spec.get("hub") or spec.get("url") or spec["path"]
+        records = to_records(load_public(spec), spec, where)
     write_json(out, records)
-    log.info("%d training records", len(records))
+    log.info("%d training records from %s", len(records), where)

@@ -1,19 +1,247 @@
-"""Stage: fine-tuning one model."""
+"""Stage: fine-tuning one model (backbone x data mixture x method).
+
+The work happens in a resumable directory beside the checkpoint, `<out_dir>.resume/`: it is
+not a declared output, so Snakemake leaves it alone when a job fails or is killed, and the
+rerun continues from its latest Trainer checkpoint. It is deleted once the checkpoint is
+exported. A model that asks for more than one GPU is trained by `accelerate launch` with one
+process per granted GPU; otherwise in this process.
+
+Settings come in two kinds. `hp` (the rule's params) decide the trained weights: editing one
+retrains. `runtime` settings only decide how the same global batch is reached on the job's
+hardware (GPUs, per-device batch, activation checkpointing, sharding, checkpoint interval,
+padding-free batching): editing them retrains nothing."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from .. import mixture
-from ..io import read_json
+from ..io import read_json, write_json, write_text
 
 log = logging.getLogger("alpacare")
 
+# model settings that are not hyperparameters (see the module docstring); `gpus` is the
+# SLURM request, the devices actually used are the job's visible GPUs
+RUNTIME_KEYS = ("gpus", "micro_batch_size", "gradient_checkpointing", "save_steps", "distributed", "padding_free",
+                "fsdp_wrap")
+NOT_SETTINGS = ("backbone", "data")
 
-def finetune(data_paths, caps, backbone_dir, out_dir, hp) -> None:
-    from ..train import finetune as train
 
-    records = mixture.mix([(read_json(p), cap) for p, cap in zip(data_paths, caps)], seed=hp["seed"])
-    summary = train(records, backbone_dir, out_dir, hp, log=log.info)
-    log.info("trained on %d examples in %.1fs: loss %.3f -> %.3f", summary["examples"], summary["seconds"],
-             summary["first_loss"], summary["last_loss"])
+def split_settings(spec: dict, run_seed: int) -> tuple[dict, dict]:
+    """(hp, runtime) of a model's config entry. A setting its method does not use (the LoRA
+    block of a full fine-tune) is left out of hp, so editing it retrains nothing."""
+    hp = {k: v for k, v in spec.items() if k not in RUNTIME_KEYS + NOT_SETTINGS}
+    if not hp.get("method", "full").startswith("lora"):
+        hp.pop("lora", None)
+    hp["seed"] = run_seed
+    return hp, {k: spec[k] for k in RUNTIME_KEYS if k in spec}
+
+
+def visible_gpus() -> int:
+    """GPUs granted to this job (SLURM sets CUDA_VISIBLE_DEVICES to them)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_run(hp: dict, runtime: dict, devices: int, backbone_dir: str, work_dir: Path) -> dict:
+    """Everything a training process needs, derived once: accumulation from the global batch,
+    precision from the hardware. Saved as train_config.json with the checkpoint."""
+    from ..train import accumulation_steps, bf16_here, on_cuda
+
+    hp = {"weight_decay": 0.0, "group_by_length": False, **hp}
+    micro = runtime.get("micro_batch_size", 4)
+    rt = {
+        "devices": devices,
+        "micro_batch_size": micro,
+        "accumulation": accumulation_steps(hp["batch_size"], micro, devices),
+        "gradient_checkpointing": runtime.get("gradient_checkpointing", False),
+        "save_steps": runtime.get("save_steps", 100),
+        "distributed": runtime.get("distributed", "fsdp"),
+        "fsdp_wrap": runtime.get("fsdp_wrap"),
+        "padding_free": runtime.get("padding_free", False),
+        "bf16": bf16_here(),  # autocast compute; the weights being trained stay fp32
+        "tf32": on_cuda(),
+    }
+    return {"backbone": str(Path(backbone_dir).resolve()), "data": str(work_dir / "data.json"),
+            "work_dir": str(work_dir), "hp": hp, "runtime": rt}
+
+
+def _identity(run: dict, records: list[dict]) -> str:
+    """What a resumable run must share with the interrupted one to continue it."""
+    settings = {**run, "runtime": {k: v for k, v in run["runtime"].items() if k != "save_steps"}}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(json.dumps(records, sort_keys=True).encode())
+    for f in sorted(Path(run["backbone"]).rglob("*")):
+        if f.is_file():
+            digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def finetune(data: list[dict], backbone_dir: str, out_dir: str | Path, hp: dict, runtime: dict | None = None,
+             devices: int | None = None, callbacks=()) -> dict:
+    """Train and export one checkpoint to out_dir; returns its train_summary.
+
+    data: [{"dataset": name, "path": Alpaca-format JSON, "max": cap or None, "seed": int or None}].
+    devices: processes to train with (default: the visible GPUs; 0 or 1 = this process).
+    callbacks: extra transformers TrainerCallbacks (in-process runs only)."""
+    from ..train import check_method_runs_here
+
+    runtime = runtime or {}
+    out_dir = Path(out_dir)
+    check_method_runs_here(hp["method"])  # before any work
+    if devices is None:  # the job's GPUs, never more than the model asked for
+        devices = visible_gpus()
+        devices = min(devices, runtime["gpus"]) if runtime.get("gpus") else devices
+    processes = max(1, devices)
+    work = Path(f"{out_dir}.resume")
+    run = resolve_run(hp, runtime, processes, backbone_dir, work)
+    if processes > 1 and run["runtime"]["distributed"] == "deepspeed":
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise RuntimeError("distributed: deepspeed needs the deepspeed package (pip install deepspeed)") from None
+
+    parts = [{"dataset": d["dataset"], "records": read_json(d["path"]), "max": d.get("max"), "seed": d.get("seed")}
+             for d in data]
+    for part, d in zip(parts, data):
+        for n, r in enumerate(part["records"]):
+            if not (isinstance(r, dict) and isinstance(r.get("instruction"), str) and isinstance(r.get("output"), str)):
+                raise ValueError(f"{d['path']}: record {n} is not in Alpaca format (instruction, input, output)")
+    records, report = mixture.mix(parts, run_seed=hp["seed"])
+    for part in report:
+        log.info("data %s: %d of %d rows (max %s, seed %d)", part["dataset"], part["taken"], part["available"],
+                 part["max"], part["seed"])
+
+    identity = _identity(run, records)
+    marker = work / "identity"
+    if work.exists() and (not marker.exists() or marker.read_text() != identity):
+        log.info("%s holds a run with other settings or data; starting over", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(run["data"], records)
+    write_json(work / "run.json", run)
+    write_text(marker, identity)
+
+    started = time.monotonic()
+    if processes > 1:
+        launch(work / "run.json", processes)
+    else:
+        from ..train import run as train
+
+        train(run, callbacks=callbacks)
+    state = json.loads((work / "trained" / "train_state.json").read_text())
+    summary = export(run, state, report, out_dir, seconds=time.monotonic() - started)
+    shutil.rmtree(work)
+    log.info("trained on %d examples, %d steps in %.1fs: loss %.3f -> %.3f", summary["examples"], summary["steps"],
+             summary["seconds"], summary["first_loss"], summary["last_loss"])
+    return summary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(run_path: Path, processes: int) -> None:
+    """`accelerate launch` one training process per device; their output goes to the job's log."""
+    from ..train import on_cuda
+
+    run = read_json(run_path)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+           "--num_machines", "1", "--main_process_port", str(_free_port()), "--dynamo_backend", "no",
+           "--mixed_precision", "bf16" if run["runtime"]["bf16"] else "no", "-m", "alpacare.train", str(run_path)]
+    env = dict(os.environ)
+    if not on_cuda():  # share this job's cores among the processes
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+    log.info("launching %d processes: %s", processes, " ".join(cmd))
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log.info("| %s", line.rstrip())
+    if proc.returncode:
+        raise RuntimeError(f"training processes failed (exit {proc.returncode}); the log above has their output. "
+                           f"Rerunning resumes from the last checkpoint in {run['work_dir']}")
+
+
+def export(run: dict, state: dict, report: list[dict], out_dir: Path, seconds: float) -> dict:
+    """The checkpoint directory, loadable by alpacare.checkpoints.load_model and by vLLM:
+    full and lora: a standalone HF model in the backbone's dtype (LoRA merged; the adapter
+    kept in adapter/); lora-8bit/-4bit: adapter/ plus base_model.json naming the base and its
+    quantisation, loaded as base + adapter. Beside it: the tokenizer, train_config.json,
+    train_log.jsonl, train_loss.png, train_mixture.json and train_summary.json."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from ..checkpoints import BASE_MODEL_FILE
+    from ..train import QUANTISED_BITS, TRAINED_DIR
+
+    hp, method = run["hp"], run["hp"]["method"]
+    trained = Path(run["work_dir"]) / TRAINED_DIR
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    base_config = AutoConfig.from_pretrained(run["backbone"])
+    dtype = getattr(base_config, "dtype", None) or torch.float32
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if method == "full":
+        AutoModelForCausalLM.from_pretrained(trained, dtype=dtype).save_pretrained(tmp)
+    else:
+        adapter_files = [f for f in trained.iterdir() if f.name.startswith("adapter_") or f.name == "README.md"]
+        (tmp / "adapter").mkdir(parents=True)
+        for f in adapter_files:
+            shutil.copy(f, tmp / "adapter" / f.name)
+        if method in QUANTISED_BITS:
+            base = os.path.relpath(run["backbone"], out_dir.resolve())  # the project may move
+            write_json(tmp / BASE_MODEL_FILE, {"base": base, "bits": QUANTISED_BITS[method]})
+        else:  # merged: an ordinary HF model that any loader (vLLM too) serves
+            from peft import PeftModel
+
+            base = AutoModelForCausalLM.from_pretrained(run["backbone"], dtype=dtype)
+            PeftModel.from_pretrained(base, trained).merge_and_unload().save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(run["backbone"]).save_pretrained(tmp)
+
+    import peft
+    import transformers
+
+    losses = state["log"]
+    summary = {
+        "examples": state["examples"], "dropped_too_long": state["dropped_too_long"],
+        "target_tokens": state["target_tokens"], "steps": state["steps"],
+        "resumed_from_step": state["resumed_from_step"], "seconds": round(seconds, 1),
+        "first_loss": losses[0]["loss"], "last_loss": losses[-1]["loss"],
+        "devices": run["runtime"]["devices"], "accumulation": run["runtime"]["accumulation"],
+        "global_batch": hp["batch_size"], "hyperparameters": hp,
+    }
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+    write_json(tmp / "train_config.json", {**run, "versions": versions})
+    write_text(tmp / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in losses))
+    write_json(tmp / "train_mixture.json", report)
+    write_json(tmp / "train_summary.json", summary)
+    plot_losses(losses, tmp / "train_loss.png", title=f"{out_dir.name} ({method})")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return summary
+
+
+def plot_losses(losses: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["step"] for h in losses], [h["loss"] for h in losses], marker="." if len(losses) < 50 else None)
+    ax.set(xlabel="optimizer step", ylabel="train loss (response tokens)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
