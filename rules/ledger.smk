@@ -11,6 +11,9 @@ rule ledger:
         csv="results/tables/ledger.csv",
     params:
         ledger=config["llm"]["ledger"],
+    localrule: True
+    conda:
+        ENVS["report"]
     log:
         "results/logs/ledger.log",
     script:

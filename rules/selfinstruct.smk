@@ -111,6 +111,9 @@ rule dataset_card:
         seed_sources=config.get("seeds"),
         responder=lambda w: {"name": SI.get("responder"), **public(config["llms"][SI["responder"]]),
                              "sampling": SI.get("response_sampling"), "system_prompt": SI.get("responder_system_prompt")},
+    localrule: True
+    conda:
+        ENVS["report"]
     log:
         "results/logs/dataset_card/{dataset}.log",
     script:

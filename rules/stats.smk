@@ -23,6 +23,9 @@ rule stats:
         distributions="results/stats/{dataset}/distributions.png",
     params:
         top=STATS.get("top"),
+    localrule: True
+    conda:
+        ENVS["report"]
     log:
         "results/logs/stats/{dataset}.log",
     script:
@@ -40,6 +43,9 @@ rule verbs:
     params:
         top=STATS.get("top"),
         models=STATS.get("spacy_models"),
+    localrule: True
+    conda:
+        ENVS["report"]
     log:
         "results/logs/stats/{dataset}.verbs.log",
     script:

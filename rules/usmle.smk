@@ -29,9 +29,11 @@ def usmle_model(generator):
     return llm_inputs(spec["llm"]), public(config["llms"][spec["llm"]])
 
 
-def usmle_gpus(generator):
-    spec = config["generators"][generator]
-    return config["models"][spec["model"]]["gpus"] if "model" in spec else 0
+def usmle_names(method, local_model=True):
+    """A wildcard constraint: the generators a method asks whose jobs run a local model
+    (SLURM) or call an API (the submit host)."""
+    chosen = [g for g in USMLE_PLAN.get(method, []) if placement.runs_on_cluster(config, "generators", g) == local_model]
+    return "|".join(map(re.escape, sorted(chosen))) or "(?!)"
 
 
 def usmle_setting(method, key):
@@ -57,6 +59,9 @@ if USMLE_PLAN:
             summary="results/usmle/questions_summary.json",
         params:
             source=USMLE["questions"],
+        localrule: True
+        conda:
+            ENVS["api"]
         log:
             "results/logs/usmle/questions.log",
         script:
@@ -69,18 +74,28 @@ if USMLE_PLAN:
         output:
             "results/usmle/generation/{generator}.jsonl",
         wildcard_constraints:
-            generator="|".join(map(re.escape, USMLE_PLAN.get("generation", []))) or "(?!)",
+            generator=usmle_names("generation"),
         params:
             kind=lambda w: generator_kind(config, w.generator),
             spec=lambda w: usmle_model(w.generator)[1],
             max_new_tokens=lambda w: usmle_setting("generation", "max_new_tokens"),
-        threads: TORCH_THREADS
+        threads: model_threads("generate", generator_backbone)
         resources:
-            gpu=lambda w: usmle_gpus(w.generator),
+            **model_resources("generate", generator_backbone),
+        conda:
+            ENVS["train"]
         log:
             "results/logs/usmle/generation/{generator}.log",
         script:
             "../scripts/usmle_generation.py"
+
+    # API models answer on the submit host (it has the internet): the same rule, run locally
+    use rule usmle_generation as usmle_generation_api with:
+        wildcard_constraints:
+            generator=usmle_names("generation", local_model=False),
+        conda:
+            ENVS["api"]
+        localrule: True
 
     rule usmle_loglik:
         input:
@@ -89,14 +104,16 @@ if USMLE_PLAN:
         output:
             "results/usmle/loglik/{generator}.jsonl",
         wildcard_constraints:
-            generator="|".join(map(re.escape, USMLE_PLAN.get("loglik", []))) or "(?!)",
+            generator=usmle_names("loglik"),
         params:
             kind=lambda w: generator_kind(config, w.generator),
             spec=lambda w: usmle_model(w.generator)[1],
             normalisation=lambda w: usmle_setting("loglik", "normalisation"),
-        threads: TORCH_THREADS
+        threads: model_threads("generate", generator_backbone)
         resources:
-            gpu=lambda w: usmle_gpus(w.generator),
+            **model_resources("generate", generator_backbone),
+        conda:
+            ENVS["train"]
         log:
             "results/logs/usmle/loglik/{generator}.log",
         script:
@@ -117,6 +134,9 @@ if USMLE_PLAN:
         params:
             answer_keys=[list(k) for k in USMLE_ANSWERS],
             published_names=USMLE.get("published_names", {}),
+        localrule: True
+        conda:
+            ENVS["report"]
         log:
             "results/logs/usmle/report.log",
         script:

@@ -133,7 +133,7 @@ def test_paper_grid_through_the_slurm_profile_shows_every_jobs_resources(tmp_pat
     for rule, resources in jobs:
         assert "mem_mb" in resources and "runtime" in resources, rule
         gpus.setdefault(rule, set()).add(int(resources.get("gpu", 0)))
-    assert gpus["finetune"] == {4}                 # the models' gpus: 4
+    assert gpus["finetune"] == {4, 8}              # the models' gpus: 7B on 4, 13B on 8 (AlpaCare)
     assert gpus["generate"] == {1, 2}              # 7B and 13B models at 40 GB per GPU
     for rule in ("generate_api", "judge_api", "generate_tasks", "respond", "backbone", "dataset", "testset", "report"):
         assert gpus[rule] == {0}, rule

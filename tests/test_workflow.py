@@ -147,7 +147,8 @@ EXPECTED_PAPER_JOBS = {
     "judge_api": 192,     # 2 API judges x 4 references x 3 test sets x 8 models
     "report": 1,
     "usmle_questions": 1,
-    "usmle_generation": 11,  # 8 models + 3 API models
+    "usmle_generation": 8,   # the 8 models, on GPU nodes
+    "usmle_generation_api": 3,  # 3 API models, on the submit host
     "usmle_loglik": 8,       # the local ones
     "usmle_report": 1,
     "all": 1,
