@@ -123,8 +123,9 @@ def plot_winrates(rows: list[dict], paths) -> None:
             ax.set_ylim(0, 100)
             ax.set_title(f"{testset} (judge: {judge})", fontsize=9)
         row_axes[0].set_ylabel("win rate vs reference (%)")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(models), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 / len(judges) * (1 + (len(models) - 1) // 6), 1, 1))
     for path in paths:
         kind = Path(path).suffix.lstrip(".")
         with atomic_path(path) as tmp:
