@@ -134,3 +134,43 @@ def test_logprob_judge_cancels_a_constant_position_bias():
     assert [r["preference"] for r in rows] == ["b", "a", "a", "b"]
     assert summarize(rows)["win_rate"] == 50.0 and summarize(rows)["flip_rate"] == 0.0
     assert [r["preference"] for r in verdicts(tagged, "logprob", tie_margin=0.3)] == ["tie"] * 4
+
+
+def judge_with_fake_api(tmp_path, api, out="v.jsonl", **kwargs):
+    from alpacare.io import read_jsonl, write_json
+    from alpacare.stages.judge import judge_outputs
+
+    write_json(tmp_path / "m.json", outputs(["model says rest", "model says fluids"]))
+    write_json(tmp_path / "r.json", outputs(["reference says see a doctor", "reference says call 911"]))
+    judge_outputs(tmp_path / "m.json", tmp_path / "r.json", tmp_path / out, judge_name="fake", method="reply",
+                  tie_margin=0.0, spec={"provider": "openai", "model": "judge-model", "base_url": api.openai_url},
+                  settings={"cache": str(tmp_path / "cache.sqlite"), "max_retries": 0}, model_dir=None,
+                  **{"max_tokens": 16, **kwargs})
+    return read_jsonl(tmp_path / out)
+
+
+def test_unparseable_replies_are_reasked_then_counted_invalid(tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:  # the fake echoes the prompt: 16 words of it hold no verdict; the echoed reminder does
+        rows = judge_with_fake_api(tmp_path, api, reasks=1)
+        assert len(api.requests) == 8 and all(r["replies"][1].startswith("echo: Your reply did not state") for r in rows)
+        assert [r["preference"] for r in rows] == ["a"] * 4 and not any(r["invalid"] for r in rows)
+        assert api.requests[-1]["body"]["messages"][-2]["role"] == "assistant"
+        judge_with_fake_api(tmp_path, api, "again.jsonl", reasks=1)
+        assert len(api.requests) == 8  # both attempts came from the cache
+        rows = judge_with_fake_api(tmp_path, api, "none.jsonl", reasks=0)
+    assert all(r["invalid"] and r["preference"] is None for r in rows) and summarize(rows)["invalid"] == 4
+
+
+def test_failed_judge_calls_fail_the_job_after_the_rest_is_cached(tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        api.fail(400, "bad request for this one")
+        with pytest.raises(RuntimeError, match=r"1 fake judge call\(s\) failed"):
+            judge_with_fake_api(tmp_path, api, reasks=0, max_tokens=100)
+        asked = len(api.requests)
+        rows = judge_with_fake_api(tmp_path, api, reasks=0, max_tokens=100)
+        assert len(api.requests) == asked + 1  # only the failed call is asked again
+    assert not any(r.get("error") for r in rows)

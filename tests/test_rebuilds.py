@@ -134,3 +134,16 @@ def test_editing_code_reruns_exactly_what_runs_it(built, module, expected):
     finally:
         path.write_text(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as it was: up to date again
+
+
+def test_the_html_report_shows_the_numbers(built):
+    import base64
+
+    project, env, _, _ = built
+    run(project, env, "--report", "report.html", "--configfile", "base.yaml")
+    page = (project / "report.html").read_text()
+    embedded = "".join(base64.b64decode(blob).decode("utf-8", "replace")
+                       for blob in re.findall(r"data:text/html;(?:charset=utf-8;)?base64,([A-Za-z0-9+/=]+)", page))
+    win_rate = (project / "results/tables/winrates.csv").read_text().splitlines()[1].split(",")[4]
+    assert f"<td class=num>{win_rate}</td>" in embedded
+    assert "bootstrap 95" in page  # the table's caption
