@@ -27,8 +27,9 @@ DEFAULT_PROMPT = "pairwise"
 # A verdict is a whole phrase: "Output (a)", "output a", "Output(b)", or the word "tie".
 _VERDICT = re.compile(r"\boutput\s*(?:\(\s*([ab])\s*\)|([ab])\b)|\b(tie)\b", re.IGNORECASE)
 # Two outputs named together ("Output (a) and Output (b) are both ...") is a comparison, not a verdict.
-_JOINED = re.compile(r"^\s*(?:,|and|or|&|vs\.?|versus|nor)\s*output\s*\(?\s*[ab]\b", re.IGNORECASE)
-_JOINED_BEFORE = re.compile(r"output\s*\(?\s*[ab]\s*\)?\s*(?:,|and|or|&|vs\.?|versus|nor)\s*$", re.IGNORECASE)
+_SEPARATORS = r"(?:\s*(?:,|\band\b|\bor\b|&|\bvs\b\.?|\bversus\b|\bnor\b))+\s*"
+_JOINED = re.compile(r"^" + _SEPARATORS + r"(?:output\s*\(?\s*[ab]\b|tie\b)", re.IGNORECASE)
+_JOINED_BEFORE = re.compile(r"output\s*\(?\s*[ab]\s*\)?" + _SEPARATORS + r"$", re.IGNORECASE)
 _BARE = re.compile(r"^\s*\(?([ab])\)?\s*\.?\s*$", re.IGNORECASE)
 _QUOTE_CONTEXT = 24  # characters either side of a verdict phrase checked against the candidates' text
 

@@ -17,6 +17,8 @@ from alpacare.winrates import summarize
     ("Output (a) and Output (b) are equally good.", None),
     ("Both Output (a) and Output (b) are vague, but Output (a) is safer.", "a"),
     ("Output (a) is better than Output (b).", "a"),
+    ("Output (a), Output (b), or Tie?", None),              # the options read back are no verdict
+    ("Output (a) or Output (b)... I would say Output (b).", "b"),
 ])
 def test_parse_reply(reply, expected):
     assert parse_reply(reply) == expected
