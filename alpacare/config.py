@@ -101,7 +101,7 @@ def check_references(config: dict, source: str = "config") -> None:
             need(section, name, f"evaluation.{kind}.{n}")
     for name in ev.get("models", []) + ev.get("references", []):
         spec = config["generators"][name]
-        if "llm" not in spec and "model" not in spec and "backbone" not in spec:
+        if not any(k in spec for k in ("llm", "model", "backbone", "path")):
             missing = [t for t in ev.get("testsets", []) if t not in spec.get("import", {})]
             if missing:
                 raise ConfigError(f"{source}: 'generators.{name}' only imports outputs and has none for test set(s) {', '.join(missing)}")

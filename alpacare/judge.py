@@ -1,40 +1,100 @@
-"""Pairwise judging (AlpaCare / alpaca_eval style): the judge sees the instruction and two
-outputs and names the better one; each pair is judged in both orders, scoring the model
-win 1, tie 0.5, loss 0, and an item's score is the mean of its two orders."""
+"""Pairwise judging (the AlpaCare paper's protocol, after alpaca_eval): the judge sees the
+instruction and two outputs and names the better one, or a tie. Every pair is asked in both
+orders; a verdict scores the model 1 (win), 0.5 (tie) or 0 (loss). This module builds the
+requests and reads the replies into verdict rows; the arithmetic over verdicts (win rates,
+intervals, position bias) lives in alpacare.winrates, so a report-only edit reruns no judge.
+
+Verdict rows (results/verdicts/.../{model}.jsonl): one per (item, order) with `reply` (the last
+reply), `replies` (every attempt, when re-asked), `preference` ('a', 'b', 'tie' or null),
+`model_score` (1, 0.5, 0 or null), `invalid` (no verdict after the re-asks, or a failed call),
+and for log-prob judges `logprobs` and `model_margin`."""
 
 from __future__ import annotations
 
-import math
 import re
+from pathlib import Path
+
+import yaml
 
 from .data import user_message
 from .llm import Request
 
-JUDGE_PROMPT = """Pick the output, (a) or (b), that better carries out the instruction below for a medical user: more correct, more helpful, safer. If they are equally good, say Tie. Answer with exactly one of: Output (a), Output (b), Tie.
-
-## Instruction:
-{instruction}
-
-## Output (a):
-{output_a}
-
-## Output (b):
-{output_b}
-
-## Which is better, Output (a), Output (b), or is it a Tie?"""
-
 CHOICES = ("Output (a)", "Output (b)")
 ORDERS = ("reference_first", "model_first")
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "judge"
+DEFAULT_PROMPT = "pairwise"
 
-_A = re.compile(r"output\s*\(?a\)?", re.IGNORECASE)
-_B = re.compile(r"output\s*\(?b\)?", re.IGNORECASE)
-_TIE = re.compile(r"\btie\b", re.IGNORECASE)
+# A verdict is a whole phrase: "Output (a)", "output a", "Output(b)", or the word "tie".
+_VERDICT = re.compile(r"\boutput\s*(?:\(\s*([ab])\s*\)|([ab])\b)|\b(tie)\b", re.IGNORECASE)
+# Two outputs named together ("Output (a) and Output (b) are both ...") is a comparison, not a verdict.
+_SEPARATORS = r"(?:\s*(?:,|\band\b|\bor\b|&|\bvs\b\.?|\bversus\b|\bnor\b))+\s*"
+_JOINED = re.compile(r"^" + _SEPARATORS + r"(?:output\s*\(?\s*[ab]\b|tie\b)", re.IGNORECASE)
+_JOINED_BEFORE = re.compile(r"output\s*\(?\s*[ab]\s*\)?" + _SEPARATORS + r"$", re.IGNORECASE)
+_BARE = re.compile(r"^\s*\(?([ab])\)?\s*\.?\s*$", re.IGNORECASE)
+_QUOTE_CONTEXT = 24  # characters either side of a verdict phrase checked against the candidates' text
 
 
-def parse_reply(reply: str) -> str | None:
-    """'a', 'b', 'tie' or None when the reply names neither or both."""
-    found = {name for name, rx in (("a", _A), ("b", _B), ("tie", _TIE)) if rx.search(reply)}
-    return found.pop() if len(found) == 1 else None
+def prompt_path(name: str) -> Path:
+    """A judge prompt by name (a file under prompts/judge/) or as a path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return PROMPTS / f"{name}.yaml"
+
+
+def load_prompt(path: str | Path) -> dict:
+    """{system, user, reask}: `user` holds {instruction}, {output_a} and {output_b}."""
+    path = Path(path)
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PROMPTS.glob("*.yaml")))
+        raise ValueError(f"judge prompt {str(path)!r} not found (prompts in {PROMPTS}: {known})")
+    prompt = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("user", "reask"):
+        if not isinstance(prompt.get(key), str) or not prompt[key].strip():
+            raise ValueError(f"{path}: needs a text field {key!r}")
+    missing = [p for p in ("{instruction}", "{output_a}", "{output_b}") if p not in prompt["user"]]
+    if missing:
+        raise ValueError(f"{path}: field 'user' lacks the placeholder(s) {', '.join(missing)}")
+    unknown = set(prompt) - {"system", "user", "reask"}
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {', '.join(sorted(unknown))} (known: system, user, reask)")
+    return prompt
+
+
+def _fill(template: str, values: dict) -> str:
+    """Replace the {name} placeholders in one pass, so braces inside an output are kept as they are."""
+    return re.sub(r"\{(instruction|output_a|output_b)\}", lambda m: values[m.group(1)], template)
+
+
+def parse_reply(reply: str, candidates: tuple[str, ...] = ()) -> str | None:
+    """'a', 'b', 'tie' or None: the first verdict the reply states. A verdict phrase counts
+    only as a whole phrase (so 'Tie.' and 'Output (b)\\n\\nThe output...' parse, 'untied' does
+    not), not when two outputs are named together ('Output (a) and Output (b) are ...'), and
+    not when it sits inside text copied from a candidate output: a candidate that writes
+    "Output (b) is better" cannot steer a judge that quotes it. A bare "(a)" or "b" counts."""
+    bare = _BARE.match(reply)
+    if bare:
+        return bare.group(1).lower()
+    for found in _VERDICT.finditer(reply):
+        if _JOINED.match(reply[found.end():]) or _JOINED_BEFORE.search(reply[: found.start()]):
+            continue
+        if candidates and _quoted(reply, found.start(), found.end(), candidates):
+            continue
+        letter = found.group(1) or found.group(2)
+        return letter.lower() if letter else "tie"
+    return None
+
+
+def _quoted(reply: str, start: int, end: int, candidates: tuple[str, ...]) -> bool:
+    """Whether the verdict phrase and some text around it appear verbatim in a candidate
+    (a bare 'Output (a)' is the judge's own words, even if a candidate also says it)."""
+    before = reply[max(0, start - _QUOTE_CONTEXT):start]
+    after = reply[end:end + _QUOTE_CONTEXT]
+    phrase = reply[start:end]
+    for context in (before + phrase, phrase + after):
+        if len(context.strip()) > len(phrase) + 3 and any(context in c for c in candidates):
+            return True
+    return False
 
 
 def preference_from_logprobs(logprobs: list[float], tie_margin: float) -> str:
@@ -53,36 +113,56 @@ def model_score(preference: str | None, order: str) -> float | None:
     return 1.0 if preference == model_slot else 0.0
 
 
-def build_requests(model_outputs: list[dict], reference_outputs: list[dict], *, judge_model: str, method: str, max_tokens: int):
+def pair_candidates(model_outputs: list[dict], reference_outputs: list[dict]):
+    """(item id, order, instruction, output a, output b) for both orders of every item."""
     reference = {r["id"]: r for r in reference_outputs}
-    tagged = []
+    missing = [item["id"] for item in model_outputs if item["id"] not in reference]
+    if missing:
+        raise ValueError(f"reference outputs have no item with id(s) {missing[:10]}")
     for item in model_outputs:
-        ref = reference.get(item["id"])
-        if ref is None:
-            raise ValueError(f"reference outputs have no item with id {item['id']!r}")
+        ref = reference[item["id"]]
         instruction = user_message(item["instruction"], item.get("input", ""))
         for order in ORDERS:
             a, b = (ref["output"], item["output"]) if order == "reference_first" else (item["output"], ref["output"])
-            prompt = JUDGE_PROMPT.format(instruction=instruction, output_a=a, output_b=b)
-            if method == "logprob":
-                request = Request.chat(judge_model, prompt, choices=CHOICES)
-            else:
-                request = Request.chat(judge_model, prompt, temperature=0.0, max_tokens=max_tokens)
-            tagged.append(((item["id"], order), request))
+            yield item["id"], order, instruction, a, b
+
+
+def build_requests(model_outputs: list[dict], reference_outputs: list[dict], *, judge_model: str, method: str,
+                   max_tokens: int, prompt: dict | None = None):
+    """[((item id, order), Request)]: the paper's protocol at temperature 0; a log-prob judge
+    scores the two answers instead of generating."""
+    prompt = prompt or load_prompt(prompt_path(DEFAULT_PROMPT))
+    tagged = []
+    for item_id, order, instruction, a, b in pair_candidates(model_outputs, reference_outputs):
+        user = _fill(prompt["user"], {"instruction": instruction, "output_a": a, "output_b": b})
+        params = {"choices": CHOICES} if method == "logprob" else {"temperature": 0.0, "max_tokens": max_tokens}
+        tagged.append(((item_id, order), Request.chat(judge_model, user, system=prompt.get("system"), **params)))
     return tagged
 
 
-def verdicts(tagged_responses, method: str, tie_margin: float) -> list[dict]:
+def reask(request: Request, reply: str, prompt: dict) -> Request:
+    """The same request with the unparseable reply and a reminder appended: the attempt is part
+    of what is asked, so it has its own cache entry (and a deterministic judge a new prompt)."""
+    return Request(**{**request.__dict__, "messages": request.messages + (("assistant", reply), ("user", prompt["reask"].strip()))})
+
+
+def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict | None = None) -> list[dict]:
+    """Verdict rows from [((item id, order), [response of each attempt])]; a bare Response is
+    one attempt. candidates: (item id, order) -> (output a, output b), for parse_reply."""
     rows = []
-    for (item_id, order), response in tagged_responses:
+    for (item_id, order), attempts in tagged_attempts:
+        attempts = attempts if isinstance(attempts, list) else [attempts]
+        response = attempts[-1]
         if not response.ok:
             preference = None
         elif method == "logprob":
             preference = preference_from_logprobs(response.choice_logprobs, tie_margin)
         else:
-            preference = parse_reply(response.text)
+            preference = parse_reply(response.text, (candidates or {}).get((item_id, order), ()))
         row = {"id": item_id, "order": order, "reply": response.text, "preference": preference,
-               "model_score": model_score(preference, order)}
+               "model_score": model_score(preference, order), "invalid": preference is None}
+        if len(attempts) > 1:
+            row["replies"] = [r.text for r in attempts]
         if response.choice_logprobs is not None:
             row["logprobs"] = [round(x, 4) for x in response.choice_logprobs]
         if response.error:
@@ -111,23 +191,4 @@ def _cancel_position_bias(rows: list[dict], tie_margin: float) -> None:
             row["model_margin"] = round(margin, 4)
             row["preference"] = "tie" if abs(margin) <= tie_margin else (model_slot if margin > 0 else reference_slot)
             row["model_score"] = model_score(row["preference"], order)
-
-
-def win_rate(rows: list[dict]) -> dict:
-    """Percent of items won (ties half); an item counts only if both orders parsed, as in
-    AlpaCare's evaluation. Unparseable replies are counted, never silently dropped."""
-    by_item: dict = {}
-    for row in rows:
-        by_item.setdefault(row["id"], {})[row["order"]] = row["model_score"]
-    scores = []
-    for orders in by_item.values():
-        values = [orders.get(o) for o in ORDERS]
-        scores.append(math.nan if None in values else sum(values) / 2)
-    valid = [s for s in scores if not math.isnan(s)]
-    return {
-        "win_rate": round(100 * sum(valid) / len(valid), 2) if valid else math.nan,
-        "items": len(scores),
-        "scored_items": len(valid),
-        "unparseable_replies": sum(r["model_score"] is None for r in rows),
-        "order_agreement": round(sum(1 for o in by_item.values() if len(set(o.values())) == 1) / len(by_item), 3) if by_item else math.nan,
-    }
+            row["invalid"] = False

@@ -1,61 +1,134 @@
-"""Win-rate tables (CSV, Markdown) and the paper-style figure."""
+"""Results tables (CSV, Markdown, LaTeX, HTML) and the paper-style figure (PNG, SVG)."""
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from pathlib import Path
 
 from .io import atomic_path, write_text
 
-COLUMNS = ("judge", "reference", "testset", "model", "win_rate", "items", "scored_items", "unparseable_replies", "order_agreement")
+KEYS = ("judge", "reference", "testset", "model")
+COLUMNS = (*KEYS, "win_rate", "se", "ci_low", "ci_high", "lc_win_rate", "tie_rate", "flip_rate",
+           "win_rate_reference_first", "win_rate_model_first", "items", "scored_items", "invalid", "failed")
+DIFFICULTY_COLUMNS = (*KEYS, "difficulty", "win_rate", "se", "ci_low", "ci_high", "items", "scored_items", "invalid")
+HEADERS = {
+    "win_rate": "win rate", "se": "SE", "ci_low": "95% CI low", "ci_high": "95% CI high", "lc_win_rate": "LC win rate",
+    "tie_rate": "ties", "flip_rate": "order flips", "win_rate_reference_first": "win rate (ref. first)",
+    "win_rate_model_first": "win rate (model first)", "scored_items": "scored", "testset": "test set",
+}
+WINRATES_TITLE = ("Win rate (%) of each model against each reference, judged in both orders (win 1, tie 0.5, loss 0; "
+                  "an item counts when both orders gave a verdict). SE and a bootstrap 95% interval over items; "
+                  "LC: length-controlled win rate; ties and order flips in %; invalid: judgments without a verdict.")
+DIFFICULTY_TITLE = "Win rate (%) by the test item's difficulty (1 easiest, 5 hardest), with SE and a bootstrap 95% interval."
 
 
-def write_tables(rows: list[dict], csv_path, md_path) -> None:
+def write_tables(rows: list[dict], columns, title: str, csv_path, md_path, tex_path, html_path) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+    writer.writerows({k: _cell(r[k]) for k in columns} for r in rows)
     write_text(csv_path, buffer.getvalue())
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(_cell(r[k]) for k in COLUMNS) + " |")
-    write_text(md_path, "Win rate (%) of each model against each reference output, judged in both orders.\n\n" + "\n".join(lines) + "\n")
+    write_text(md_path, markdown(rows, columns, title))
+    write_text(tex_path, latex(rows, columns, title))
+    write_text(html_path, html_table(rows, columns, title))
 
 
 def _cell(value) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "n/a"
+    if isinstance(value, float):
+        return f"{value:.2f}"
     return str(value)
 
 
-def plot_winrates(rows: list[dict], path) -> None:
-    """One panel per (judge, test set); grouped bars: reference on x, one bar per model."""
+def _header(column: str) -> str:
+    return HEADERS.get(column, column)
+
+
+def markdown(rows, columns, title) -> str:
+    lines = ["| " + " | ".join(map(_header, columns)) + " |",
+             "|" + "|".join("---:" if c not in KEYS else "---" for c in columns) + "|"]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+    return f"{title}\n\n" + "\n".join(lines) + "\n"
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def latex(rows, columns, title) -> str:
+    """A booktabs table, ready for \\input in a paper."""
+    spec = "".join("l" if c in KEYS else "r" for c in columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_tex(_header(c)) for c in columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(_tex(_cell(r[c])) for c in columns) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex(title)}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(rows, columns, title) -> str:
+    """A self-contained HTML page: how `snakemake --report` shows the numbers."""
+    head = "".join(f"<th>{html.escape(_header(c))}</th>" for c in columns)
+    body = "\n".join("<tr>" + "".join(
+        f"<td{'' if c in KEYS else ' class=num'}>{html.escape(_cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+    style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
+             "th,td{border:1px solid #ccc;padding:3px 6px} td.num{text-align:right} caption{text-align:left;padding:4px 0}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title[:60])}</title>"
+            f"<style>{style}</style></head><body>\n<table><caption>{html.escape(title)}</caption>\n"
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>\n</body></html>\n")
+
+
+def plot_winrates(rows: list[dict], paths) -> None:
+    """The paper's figure: one panel per test set (a row of panels per judge), the references
+    as groups on the x axis, one bar per model, whiskers for the bootstrap 95 % interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["judge"], r["testset"]) for r in rows})
-    models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 2 + 1.2 * len(models)) * len(panels), 3.6), squeeze=False)
-    for ax, (judge, testset) in zip(axes[0], panels):
-        refs = sorted({r["reference"] for r in rows if r["judge"] == judge and r["testset"] == testset})
-        width = 0.8 / max(1, len(models))
-        for m, model in enumerate(models):
-            values = []
-            for ref in refs:
-                match = [r["win_rate"] for r in rows if (r["judge"], r["testset"], r["reference"], r["model"]) == (judge, testset, ref, model)]
-                values.append(match[0] if match and not math.isnan(match[0]) else 0.0)
-            ax.bar([x + m * width for x in range(len(refs))], values, width, label=model)
-        ax.axhline(50, color="grey", lw=0.8, ls="--")
-        ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(refs))], refs, rotation=20, ha="right")
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("win rate vs reference (%)")
-        ax.set_title(f"{testset}\njudge: {judge}", fontsize=9)
-    axes[0][-1].legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=120)
+    plt.rcParams["svg.hashsalt"] = "alpacare"  # stable element ids: the SVG is byte-identical on a rebuild
+    judges = list(dict.fromkeys(r["judge"] for r in rows))
+    testsets = list(dict.fromkeys(r["testset"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colors = plt.get_cmap("tab10").colors
+    width = 0.8 / max(1, len(models))
+    fig, axes = plt.subplots(len(judges), len(testsets), squeeze=False, sharey=True,
+                             figsize=(max(4.5, 1.6 + 1.1 * len(models)) * len(testsets), 3.6 * len(judges)))
+    for row_axes, judge in zip(axes, judges):
+        for ax, testset in zip(row_axes, testsets):
+            panel = [r for r in rows if r["judge"] == judge and r["testset"] == testset]
+            refs = list(dict.fromkeys(r["reference"] for r in panel))
+            for m, model in enumerate(models):
+                cells = {r["reference"]: r for r in panel if r["model"] == model}
+                xs, values, low, high = [], [], [], []
+                for x, ref in enumerate(refs):
+                    cell = cells.get(ref)
+                    if cell is None or math.isnan(cell["win_rate"]):
+                        continue
+                    xs.append(x + (m - (len(models) - 1) / 2) * width)
+                    values.append(cell["win_rate"])
+                    low.append(max(0.0, cell["win_rate"] - cell["ci_low"]) if not math.isnan(cell["ci_low"]) else 0.0)
+                    high.append(max(0.0, cell["ci_high"] - cell["win_rate"]) if not math.isnan(cell["ci_high"]) else 0.0)
+                ax.bar(xs, values, width, yerr=[low, high], capsize=2, color=colors[m % len(colors)],
+                       label=model, error_kw={"lw": 0.8})
+            ax.axhline(50, color="grey", lw=0.8, ls="--")
+            ax.set_xticks(range(len(refs)), refs, rotation=20, ha="right", fontsize=8)
+            ax.set_ylim(0, 100)
+            ax.set_title(f"{testset} (judge: {judge})", fontsize=9)
+        row_axes[0].set_ylabel("win rate vs reference (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(models), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 / len(judges) * (1 + (len(models) - 1) // 6), 1, 1))
+    for path in paths:
+        kind = Path(path).suffix.lstrip(".")
+        with atomic_path(path) as tmp:
+            # no creation date in the file, so a rebuild is byte-identical
+            fig.savefig(tmp, format=kind, dpi=120, metadata={"Date": None} if kind in ("svg", "pdf") else {"Software": None})
     plt.close(fig)

@@ -42,7 +42,7 @@ rule seeds:
 rule testset:
     input:
         files=lambda w: [config["testsets"][w.testset]["path"]] if "path" in config["testsets"][w.testset] else [],
-        code=code("stages.testsets", "testsets"),
+        code=code("stages.testsets", "testsets", "io"),
     output:
         "results/testsets/{testset}.jsonl",
     params:

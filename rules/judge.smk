@@ -1,12 +1,27 @@
 # Pairwise judging of a model's outputs against a reference's, in both orders.
 
 
+def judge_prompt_file(name):
+    """The judge's prompt file, relative to the project: a name under prompts/judge/ or a path."""
+    prompt = config["judges"][name]["prompt"]
+    return prompt if prompt.endswith((".yaml", ".yml")) else f"prompts/judge/{prompt}.yaml"
+
+
+def judge_settings(name):
+    """Exactly what changes a judge's verdicts (a reply judge's tie margin and a log-prob
+    judge's re-asks change nothing, so editing them reruns nothing)."""
+    spec = config["judges"][name]
+    keep = ("method", "max_tokens", "reasks") if spec["method"] == "reply" else ("method", "tie_margin")
+    return {k: spec[k] for k in keep}
+
+
 rule judge:
     input:
         unpack(
             lambda w: {
                 "model": f"results/outputs/{w.model}/{w.testset}.json",
                 "reference": f"results/outputs/{w.reference}/{w.testset}.json",
+                "prompt": judge_prompt_file(w.judge),
                 **llm_inputs(config["judges"][w.judge]["llm"], key="judge_model"),
             }
         ),
@@ -17,7 +32,7 @@ rule judge:
         model=names("generators"),
         judge=names_running("judges"),
     params:
-        judge=lambda w: config["judges"][w.judge],
+        judge=lambda w: judge_settings(w.judge),
         spec=lambda w: public(config["llms"][config["judges"][w.judge]["llm"]]),
     threads: model_threads("judge", judge_backbone)
     resources:

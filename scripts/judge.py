@@ -5,6 +5,7 @@ setup(snakemake)
 j = snakemake.params.judge
 judge_outputs(
     snakemake.input.model, snakemake.input.reference, snakemake.output[0], judge_name=snakemake.wildcards.judge,
-    method=j["method"], max_tokens=j["max_tokens"], tie_margin=j["tie_margin"], spec=snakemake.params.spec,
-    settings=snakemake.config["llm"], model_dir=snakemake.input.get("judge_model"),
+    method=j["method"], max_tokens=j.get("max_tokens", 100), tie_margin=j.get("tie_margin", 0.0), reasks=j.get("reasks", 0),
+    prompt_file=snakemake.input.prompt, spec=snakemake.params.spec, settings=snakemake.config["llm"],
+    model_dir=snakemake.input.get("judge_model"),
 )

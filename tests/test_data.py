@@ -2,11 +2,14 @@ import pytest
 
 from alpacare.data import to_alpaca
 from alpacare.mixture import mix
-from alpacare.outputs import imported_outputs
+from alpacare.outputs import cut_at_template_end, imported_outputs
+from alpacare.stages.testsets import prepare_testset
 from alpacare.template import alpaca_prompt
-from alpacare.testsets import normalize_testset
-from alpacare.io import read_records
+from alpacare.testsets import DOCTOR_INSTRUCTION, normalize_testset
+from alpacare.io import read_jsonl, read_records, write_json
 from conftest import reference_file
+
+ICLINIQ = {"instruction": DOCTOR_INSTRUCTION, "fields": {"input": "input"}, "match": "input"}  # as in configs/paper.yaml
 
 
 def test_medinstruct_test_normalizes_to_216_items():
@@ -32,7 +35,7 @@ def test_official_outputs_import_onto_medinstruct_test(name):
 
 def test_import_names_missing_items():
     testset = [{"id": 7, "instruction": "Define sepsis.", "input": ""}]
-    with pytest.raises(ValueError, match=r"outputs\.json: no output for 1 test item\(s\), ids \[7\]"):
+    with pytest.raises(ValueError, match=r"outputs\.json: no output for 1 test item\(s\) \(matched on instruction\), ids \[7\]"):
         imported_outputs([{"instruction": "Other.", "output": "x"}], testset, "g", "outputs.json")
 
 
@@ -61,3 +64,76 @@ def test_mix_caps_each_dataset_reproducibly():
     # a part's own seed wins over the run seed; its sample does not depend on its position
     assert mix(parts(seed=7), run_seed=1)[0][:3] == mix(parts(seed=7), run_seed=2)[0][:3]
     assert mix(parts()[::-1], run_seed=1)[0][4:] == mixed[:3]
+
+
+def icliniq_testset():
+    return normalize_testset(read_records(reference_file("reference_outputs/gpt-4.iCliniq_output.jsonl")), "iCliniq", **ICLINIQ)
+
+
+def test_icliniq_is_asked_with_the_doctor_instruction_and_the_question_as_input():
+    testset = icliniq_testset()
+    assert len(testset) == 1000 and len({t["input"] for t in testset}) == 1000
+    assert all(t["instruction"] == DOCTOR_INSTRUCTION and t["input"] and t["match"] == t["input"] for t in testset)
+    assert testset[0]["input"].startswith("Hello doctor,I had mumps")
+    assert alpaca_prompt(testset[0]["instruction"], testset[0]["input"]).count("### Input:") == 1
+
+
+@pytest.mark.parametrize("name", [
+    "reference_outputs/gpt-4.iCliniq_output.jsonl",
+    "reference_outputs/gpt-3.5-turbo.iCliniq_output.jsonl",
+    "reference_outputs/text-davinci-003.iCliniq_output.jsonl",
+    "reference_outputs/claude-2.iCliniq_output.jsonl",   # {prompt: "Human: <instruction>\n\n<question>\nAssistant:", response}
+    "model_outputs/AlpaCare-7b.iCliniq.seed_0.json",     # the doctor instruction + the question as input
+])
+def test_icliniq_outputs_match_row_for_row(name):
+    testset = icliniq_testset()
+    rows = read_records(reference_file(name))
+    outputs = imported_outputs(rows, testset, "official", name)
+    assert [o["id"] for o in outputs] == [t["id"] for t in testset]
+    assert [o["output"] for o in outputs] == [r.get("output", r.get("response")) for r in rows]
+
+
+def test_alpacafarm_from_alpaca_evals_format(tmp_path):
+    released = read_records(reference_file("model_outputs/AlpaCare-7b.alpaca_eval.seed_0.json"))
+    # alpaca_eval's own file: instruction, output (text-davinci-003's), generator, dataset
+    write_json(tmp_path / "alpaca_eval.json", [{"instruction": r["instruction"], "output": f"ref {n}",
+                                                 "generator": "text_davinci_003", "dataset": "helpful_base"}
+                                                for n, r in enumerate(released)])
+    prepare_testset(tmp_path / "alpacafarm.jsonl", url=(tmp_path / "alpaca_eval.json").as_uri(), fields={"instruction": "instruction"})
+    testset = read_jsonl(tmp_path / "alpacafarm.jsonl")
+    assert len(testset) == 805 and [t["id"] for t in testset[:3]] == [0, 1, 2]
+    outputs = imported_outputs(released, testset, "AlpaCare-7b", "seed_0.json")
+    assert [o["output"] for o in outputs] == [r["response"] for r in released]
+    references = imported_outputs(read_records(tmp_path / "alpaca_eval.json"), testset, "text-davinci-003", "alpaca_eval.json")
+    assert references[804]["output"] == "ref 804"
+
+
+def test_a_hub_dataset_is_read_with_datasets(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(f'{{"q": "question {n}", "level": "{n % 5 + 1}"}}\n' for n in range(7)))
+    prepare_testset(tmp_path / "t.jsonl", hub={"name": "json", "data_files": str(path), "split": "train"}, limit=4,
+                    fields={"instruction": "q", "difficulty": "level"})
+    rows = read_jsonl(tmp_path / "t.jsonl")
+    assert rows[3] == {"id": 3, "instruction": "question 3", "input": "", "match": "question 3", "difficulty": 4}
+
+
+def test_bad_test_set_rows_are_named():
+    with pytest.raises(ValueError, match=r"t\.json: row 1: no column 'q' \(mapped to 'instruction'\)"):
+        normalize_testset([{"q": "a"}, {"question": "b"}], "t.json", fields={"instruction": "q"})
+    with pytest.raises(ValueError, match=r"t\.json: row 0: difficulty must be a whole number, got 'hard'"):
+        normalize_testset([{"instruction": "a", "difficulty": "hard"}], "t.json")
+    with pytest.raises(ValueError, match=r"t\.json: row 1: id 3 repeats row 0"):
+        normalize_testset([{"id": 3, "instruction": "a"}, {"id": 3, "instruction": "b"}], "t.json")
+    with pytest.raises(ValueError, match=r"t\.json: row 0: items are matched on 'input', which is empty"):
+        normalize_testset([{"input": ""}], "t.json", instruction=DOCTOR_INSTRUCTION, match="input")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Rest and fluids.\n\n### Instruction:\nWhat is", "Rest and fluids."),
+    ("Rest.\n### Input:\nmore", "Rest."),
+    ("Rest.\n\n## Response: again", "Rest."),
+    ("### Symptoms:\n- fever\n\nSee a doctor.", "### Symptoms:\n- fever\n\nSee a doctor."),   # a heading of its own stays
+    ("  Plain answer. ", "Plain answer."),
+])
+def test_generated_outputs_are_cut_where_the_model_starts_a_new_block(text, expected):
+    assert cut_at_template_end(text) == expected

@@ -13,6 +13,10 @@ __all__ = ["LLM", "BudgetExceededError", "Cache", "CacheMiss", "CircuitOpenError
 def make_provider(spec: dict, model_dir: str | None = None) -> Provider:
     """spec: one entry of the config's `llms`; model_dir: the local model's directory."""
     kind = spec["provider"]
+    if kind == "local" and spec.get("backend") == "vllm":
+        from .vllm_local import VLLMProvider  # GPU nodes only; vllm is imported when it is first used
+
+        return VLLMProvider(model_dir)
     if kind == "local":
         from .local import LocalProvider
 

@@ -11,13 +11,32 @@ from .common import finish, open_llm, raise_failures
 log = logging.getLogger("alpacare")
 
 
-def judge_outputs(model_path, reference_path, out, *, judge_name, method, max_tokens, tie_margin, spec, settings, model_dir) -> None:
+def judge_outputs(model_path, reference_path, out, *, judge_name, method, max_tokens, tie_margin, spec, settings,
+                  model_dir, prompt_file=None, reasks: int = 2) -> None:
+    """Both orders of every item; a reply with no verdict is re-asked up to `reasks` times
+    (each attempt its own request, so its own cache entry), then written as invalid. Failed
+    calls are written as invalid too, and fail the job after everything else is cached."""
+    prompt = judge.load_prompt(prompt_file or judge.prompt_path(judge.DEFAULT_PROMPT))
+    model_outputs, reference_outputs = read_json(model_path), read_json(reference_path)
     llm, model = open_llm(judge_name, spec, settings, model_dir)
-    tagged = judge.build_requests(read_json(model_path), read_json(reference_path), judge_model=model,
-                                  method=method, max_tokens=max_tokens)
-    responses = llm.run([r for _, r in tagged])
-    rows = judge.verdicts(list(zip([t for t, _ in tagged], responses)), method, tie_margin)
+    tagged = judge.build_requests(model_outputs, reference_outputs, judge_model=model, method=method,
+                                  max_tokens=max_tokens, prompt=prompt)
+    candidates = {(i, order): (a, b) for i, order, _, a, b in judge.pair_candidates(model_outputs, reference_outputs)}
+    requests = [r for _, r in tagged]
+    attempts = [[response] for response in llm.run(requests)]
+    for _ in range(reasks if method == "reply" else 0):
+        todo = [n for n, (tag, _) in enumerate(tagged)
+                if attempts[n][-1].ok and judge.parse_reply(attempts[n][-1].text, candidates[tag]) is None]
+        if not todo:
+            break
+        log.info("re-asking %d judgment(s) without a verdict", len(todo))
+        for n in todo:
+            requests[n] = judge.reask(requests[n], attempts[n][-1].text, prompt)
+        for n, response in zip(todo, llm.run([requests[n] for n in todo])):
+            attempts[n].append(response)
+    rows = judge.verdicts([(tag, a) for (tag, _), a in zip(tagged, attempts)], method, tie_margin, candidates)
     write_jsonl(out, rows)
-    log.info("%s", judge.win_rate(rows))
+    invalid = sum(r["invalid"] for r in rows)
+    log.info("%d judgments, %d re-asked, %d without a verdict", len(rows), sum(len(a) > 1 for a in attempts), invalid)
     finish(llm, "judge", judge=judge_name)
-    raise_failures(list(zip([t for t, _ in tagged], responses)), f"{judge_name} judge")
+    raise_failures([(tag, a[-1]) for (tag, _), a in zip(tagged, attempts)], f"{judge_name} judge")

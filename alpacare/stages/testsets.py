@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .. import testsets
 from ..io import download, read_records, write_jsonl
 
+log = logging.getLogger("alpacare")
 
-def prepare_testset(out, *, path=None, url=None, limit=None) -> None:
-    source = path or url
+
+def load_rows(out, *, path=None, url=None, hub=None) -> tuple[list[dict], str]:
+    """The raw rows of a test set from a project file, a URL (file:// too) or a `datasets` hub dataset."""
+    if hub:
+        return hub_rows(hub), f"hub dataset {hub['name']}"
     if url:
         tmp = Path(str(out) + ".download")
         download(url, tmp)
-        rows = read_records(tmp)
-        tmp.unlink()
-    else:
-        rows = read_records(path)
-    write_jsonl(out, testsets.normalize_testset(rows, source, limit))
+        try:
+            return read_records(tmp), url
+        finally:
+            tmp.unlink()
+    return read_records(path), path
+
+
+def hub_rows(hub: dict) -> list[dict]:
+    """hub: {name, config?, split, revision?, data_files?}, loaded with `datasets.load_dataset`
+    (name 'json' with data_files reads local files the same way)."""
+    import datasets
+
+    kwargs = {k: hub[k] for k in ("revision", "data_files") if k in hub}
+    dataset = datasets.load_dataset(hub["name"], hub.get("config"), split=hub.get("split", "test"), **kwargs)
+    return [dict(row) for row in dataset]
+
+
+def prepare_testset(out, *, path=None, url=None, hub=None, limit=None, fields=None, instruction=None,
+                    match="instruction") -> None:
+    rows, source = load_rows(out, path=path, url=url, hub=hub)
+    items = testsets.normalize_testset(rows, source, limit, fields=fields, instruction=instruction, match=match)
+    write_jsonl(out, items)
+    log.info("%d test items from %s (of %d rows)", len(items), source, len(rows))

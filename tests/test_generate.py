@@ -1,0 +1,29 @@
+import importlib.util
+
+import pytest
+
+from alpacare.io import read_json, write_jsonl
+from alpacare.llm import LLMError, Request, make_provider
+from alpacare.stages.generate import ALPACA_STOPS, generate_outputs
+
+
+def test_alpaca_generation_is_greedy_pinned_and_cut_at_the_next_block(tmp_path):
+    from fakeapi import FakeAPI
+
+    write_jsonl(tmp_path / "t.jsonl", [{"id": 7, "instruction": "Define sepsis.", "input": "", "match": "Define sepsis."}])
+    with FakeAPI() as api:  # echoes the prompt: the Alpaca template's own blocks stand in for a model that runs on
+        generate_outputs(tmp_path / "t.jsonl", tmp_path / "out.json", generator="g", kind="alpaca",
+                         spec={"provider": "openai", "model": "m", "base_url": api.openai_url},
+                         settings={"cache": str(tmp_path / "cache.sqlite")}, max_new_tokens=40)
+        body = api.requests[-1]["body"]
+    assert body["temperature"] == 0 and body["max_tokens"] == 40 and body["stop"] == list(ALPACA_STOPS)
+    [record] = read_json(tmp_path / "out.json")
+    assert record["id"] == 7 and record["generator"] == "g"
+    assert record["output"] == "echo: Below is an instruction that describes a task. Write a response that appropriately completes the request."
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_the_vllm_backend_says_what_is_missing(tmp_path):
+    provider = make_provider({"provider": "local", "backend": "vllm"}, model_dir=str(tmp_path))
+    with pytest.raises(LLMError, match="generation.backend is vllm, but the vllm package is not installed"):
+        provider.complete_batch([Request(model=str(tmp_path), prompt="Hi")])
