@@ -38,7 +38,7 @@ def parse_size(text: str) -> float | None:
 
 def backbone_size_b(config: dict, backbone: str) -> float:
     """A backbone's size: its `size:` hint, else read from its hub id, GGUF file or name."""
-    spec = config["backbones"][backbone]
+    spec = config["backbones"].get(backbone, {})  # a generator's own `path:` is no backbone entry
     for text in (spec.get("size"), spec.get("hf"), spec.get("gguf", {}).get("file"), backbone):
         size = parse_size(text) if text else None
         if size is not None:
@@ -62,7 +62,7 @@ def generator_backbone(config: dict, generator: str) -> str | None:
         return spec["backbone"]
     if "llm" in spec:
         return llm_backbone(config, spec["llm"])
-    return None
+    return spec.get("path")  # an HF baseline by path or hub id runs here too; None: imported outputs only
 
 
 def judge_backbone(config: dict, judge: str) -> str | None:
