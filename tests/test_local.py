@@ -5,7 +5,7 @@ import torch
 
 from alpacare.llm import LLM, Cache, Request
 from alpacare.llm.local import LocalProvider, fingerprint
-from alpacare.train import IGNORE, tokenize_example
+from alpacare.train import IGNORE, encode_example
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +78,10 @@ def test_training_masks_the_prompt_and_appends_eos(smollm2_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     record = {"instruction": "Define anemia.", "input": "", "output": "A low red cell mass."}
-    example = tokenize_example(tokenizer, record, max_length=512)
+    example = encode_example(tokenizer, record, max_length=512)
     targets = [t for t in example["labels"] if t != IGNORE]
     assert tokenizer.decode(targets) == "A low red cell mass." + tokenizer.eos_token
     first_target = example["labels"].index(targets[0])
     assert example["labels"][:first_target] == [IGNORE] * first_target
-    assert tokenizer.decode(example["input_ids"][:first_target]).endswith("### Response:\n")
-    assert len(tokenize_example(tokenizer, record, max_length=8)["input_ids"]) == 8
+    assert tokenizer.decode(example["input_ids"][:first_target]).endswith("### Response:")
+    assert len(encode_example(tokenizer, record, max_length=8)["input_ids"]) == 8
