@@ -96,14 +96,13 @@ def job_endpoints(config: dict, jobs) -> dict[str, list[str]]:
             llm = si.get("teacher")
         elif rule == "respond":
             llm = si.get("responder")
-        elif rule == "generate":
+        elif rule in ("generate", "generate_api"):
             spec = config.get("generators", {}).get(w.get("generator"), {})
             llm = spec.get("llm") if w.get("testset") not in spec.get("import", {}) else None
-        elif rule == "judge":
+        elif rule in ("judge", "judge_api"):
             llm = config.get("judges", {}).get(w.get("judge"), {}).get("llm")
-        elif rule.startswith("usmle"):
-            names = [v for v in (config.get("usmle") or {}).values() if isinstance(v, str)]
-            llm = next((n for n in names if n in llms), None)
+        elif rule.startswith("usmle") and "generator" in w:
+            llm = config.get("generators", {}).get(w["generator"], {}).get("llm")
         else:
             llm = None
         if llm in llms:

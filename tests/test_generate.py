@@ -13,7 +13,7 @@ def test_alpaca_generation_is_greedy_pinned_and_cut_at_the_next_block(tmp_path):
     write_jsonl(tmp_path / "t.jsonl", [{"id": 7, "instruction": "Define sepsis.", "input": "", "match": "Define sepsis."}])
     with FakeAPI() as api:  # echoes the prompt: the Alpaca template's own blocks stand in for a model that runs on
         generate_outputs(tmp_path / "t.jsonl", tmp_path / "out.json", generator="g", kind="alpaca",
-                         spec={"provider": "openai", "model": "m", "base_url": api.openai_url},
+                         spec={"provider": "openai", "model": "m", "base_url": api.openai_url, "keyless": True},
                          settings={"cache": str(tmp_path / "cache.sqlite")}, max_new_tokens=40)
         body = api.requests[-1]["body"]
     assert body["temperature"] == 0 and body["max_tokens"] == 40 and body["stop"] == list(ALPACA_STOPS)

@@ -145,7 +145,7 @@ def judge_with_fake_api(tmp_path, api, out="v.jsonl", **kwargs):
     write_json(tmp_path / "m.json", outputs(["model says rest", "model says fluids"]))
     write_json(tmp_path / "r.json", outputs(["reference says see a doctor", "reference says call 911"]))
     judge_outputs(tmp_path / "m.json", tmp_path / "r.json", tmp_path / out, judge_name="fake", method="reply",
-                  tie_margin=0.0, spec={"provider": "openai", "model": "judge-model", "base_url": api.openai_url},
+                  tie_margin=0.0, spec={"provider": "openai", "model": "judge-model", "base_url": api.openai_url, "keyless": True},
                   settings={"cache": str(tmp_path / "cache.sqlite"), "max_retries": 0}, model_dir=None,
                   **{"max_tokens": 16, **kwargs})
     return read_jsonl(tmp_path / out)

@@ -34,7 +34,7 @@ def built(tmp_path_factory):
     items = [json.loads(line) for line in (project / "testsets/medical_dozen.jsonl").read_text().splitlines()][:3]
     (project / "official").mkdir()
     with FakeAPI() as api:
-        served = lambda model: {"provider": "openai", "model": model, "base_url": api.openai_url}  # noqa: E731
+        served = lambda model: {"provider": "openai", "model": model, "base_url": api.openai_url, "keyless": True}  # noqa: E731
         config = {
             "llm": {"cache": ".cache/llm.sqlite", "max_retries": 0},
             "backbones": {"unused": {"hf": "none/none"}},
