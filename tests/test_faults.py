@@ -246,8 +246,8 @@ def test_workflow_finishes_through_faults_and_a_judge_outage_fails_its_job(tmp_p
         assert failed.returncode != 0
         assert not (results / "verdicts/j-down/gen-b/medical-dozen/gen-a.jsonl").exists()
         log = (results / "logs/judge/j-down/gen-b/medical-dozen/gen-a.log").read_text()
-        assert "CircuitOpenError: circuit breaker: endpoint 'chat' (model chat-m) in rule judge" in log
+        assert "CircuitOpenError: circuit breaker: endpoint 'chat' (model chat-m) in rule judge_api" in log
     judged = ledger.summarize(results / "ledger.jsonl")
-    down = [row for row in judged if row["rule"] == "judge" and row["endpoint"] == "chat"]
+    down = [row for row in judged if row["rule"] == "judge_api" and row["endpoint"] == "chat"]
     assert down and down[0]["failures"] >= 1 and down[0]["calls"] == down[0]["failures"]
-    assert sum(r["calls"] for r in judged if r["rule"] == "generate") == 8
+    assert sum(r["calls"] for r in judged if r["rule"] == "generate_api") == 8
