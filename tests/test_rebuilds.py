@@ -45,6 +45,7 @@ def built(tmp_path_factory):
             "judges": {"a": {"llm": "judge-a", "max_tokens": 16}, "b": {"llm": "judge-b", "max_tokens": 16}},
             "evaluation": {"models": ["model-1", "model-2"], "references": ["reference"], "judges": ["a", "b"],
                            "testsets": ["dozen"]},
+            "usmle": {"generators": []}, "stats": {"datasets": []},   # the default run's, merged in: off
         }
         (project / "base.yaml").write_text(yaml.safe_dump(config))
         run(project, env, "--cores", "2", "--configfile", "base.yaml")

@@ -49,4 +49,5 @@ def generators_by_method(config: dict, source: str = "config") -> dict[str, list
                 raise ConfigError(f"{source}: '{key}.{n}': log-likelihood needs a local model; generator '{name}' is an API model "
                                   "(ask it by generation instead)")
         plan[method] = [g for g in names if method != "loglik" or is_local(config, g)]
-    return plan
+    # `usmle: {generators: []}` switches the benchmark off (a --configfile cannot delete the default's section)
+    return plan if any(plan.values()) else {}
