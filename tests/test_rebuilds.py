@@ -75,7 +75,7 @@ def planned(project, env, config=None):
         return {}
     stats = out.split("Job stats:")[1].split("total")[0].splitlines()[3:]
     jobs = {line.split()[0]: [] for line in stats if line.strip()}
-    for rule, output in re.findall(r"^rule (\w+):\n(?:    (?!output:).*\n)*    output: (.*)$", out, re.MULTILINE):
+    for rule, output in re.findall(r"^(?:local)?rule (\w+):\n(?:    (?!output:).*\n)*    output: (.*)$", out, re.MULTILINE):
         jobs[rule].extend(o.strip() for o in output.split(","))
     return jobs
 
@@ -101,11 +101,11 @@ def test_changing_one_judges_settings_reruns_exactly_its_verdicts_and_the_report
     changed = json.loads(json.dumps(config))
     changed["judges"]["b"]["max_tokens"] = 50
     jobs = planned(project, env, changed)
-    assert sorted(jobs) == ["all", "judge", "report"]
-    assert sorted(jobs["judge"]) == ["results/verdicts/b/reference/dozen/model-1.jsonl",
+    assert sorted(jobs) == ["all", "judge_api", "report"]
+    assert sorted(jobs["judge_api"]) == ["results/verdicts/b/reference/dozen/model-1.jsonl",
                                      "results/verdicts/b/reference/dozen/model-2.jsonl"]
     changed["judges"]["b"] = {**config["judges"]["b"], "prompt": "medical"}
-    assert sorted(planned(project, env, changed)["judge"]) == sorted(jobs["judge"])
+    assert sorted(planned(project, env, changed)["judge_api"]) == sorted(jobs["judge_api"])
 
 
 def test_adding_a_model_adds_only_its_generation_verdicts_and_the_report(built):
@@ -113,17 +113,17 @@ def test_adding_a_model_adds_only_its_generation_verdicts_and_the_report(built):
     changed = json.loads(json.dumps(config))
     changed["evaluation"]["models"].append("model-3")
     jobs = planned(project, env, changed)
-    assert sorted(jobs) == ["all", "generate", "judge", "report"]
-    assert jobs["generate"] == ["results/outputs/model-3/dozen.json"]
-    assert sorted(jobs["judge"]) == ["results/verdicts/a/reference/dozen/model-3.jsonl",
+    assert sorted(jobs) == ["all", "generate_api", "judge_api", "report"]
+    assert jobs["generate_api"] == ["results/outputs/model-3/dozen.json"]
+    assert sorted(jobs["judge_api"]) == ["results/verdicts/a/reference/dozen/model-3.jsonl",
                                      "results/verdicts/b/reference/dozen/model-3.jsonl"]
 
 
 @pytest.mark.parametrize("module,expected", [
     ("winrates.py", {"all", "report"}),                        # the arithmetic: only the report
-    ("judge.py", {"all", "judge", "report"}),                  # the prompt and the parser: every verdict
-    ("llm/client.py", {"all", "judge", "report"}),             # the LLM layer: every LLM job, not the imports
-    ("testsets.py", {"all", "testset", "generate", "judge", "report"}),
+    ("judge.py", {"all", "judge_api", "report"}),                  # the prompt and the parser: every verdict
+    ("llm/client.py", {"all", "judge_api", "report"}),             # the LLM layer: every LLM job, not the imports
+    ("testsets.py", {"all", "testset", "generate_api", "judge_api", "report"}),
 ])
 def test_editing_code_reruns_exactly_what_runs_it(built, module, expected):
     project, env, _, _ = built
