@@ -20,15 +20,9 @@ from alpacare.llm.anthropic_api import AnthropicProvider
 from alpacare.llm.openai_api import OpenAIProvider
 from conftest import ROOT
 from fakeapi import FAULTS, FakeAPI
+from test_llm_api import clean_env  # noqa: F401  (autouse: no key or proxy from the shell leaks in)
 
 KINDS = ["openai", "anthropic"]
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith(("OPENAI_", "ANTHROPIC_")) or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
