@@ -63,7 +63,16 @@ class Request:
 
     def as_dict(self) -> dict:
         """Every field, in a JSON-friendly form: the cache key is built from this."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        # not dataclasses.asdict: its recursive deep copy was the costliest step of a cached call
+        return {f.name: _plain(getattr(self, f.name)) for f in REQUEST_FIELDS}
+
+
+REQUEST_FIELDS = dataclasses.fields(Request)
+
+
+def _plain(value):
+    """Tuples, nested too, as lists: the JSON form of a request's fields."""
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
 @dataclass
@@ -83,8 +92,8 @@ class Response:
         return self.error is None
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("cached")
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "cached"}
+        d["extra"] = dict(self.extra)
         return d
 
     @staticmethod
