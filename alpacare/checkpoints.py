@@ -33,9 +33,16 @@ def load_model(path: str):
         if base_file.exists():
             model = _load_base_and_adapter(path, json.loads(base_file.read_text()), dtype)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+            placement = {"device_map": gpu_device_map()} if device == "cuda" else {}
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placement).eval()
         _MODELS[path] = (model, tokenizer)
     return _MODELS[path]
+
+
+def gpu_device_map():
+    """Every GPU the job was granted: a cluster job for a 13B model gets two (its bf16 weights
+    alone fill most of one 40 GB GPU), and accelerate spreads the layers over them."""
+    return "auto" if torch.cuda.device_count() > 1 else {"": 0}
 
 
 def base_dir(checkpoint: str | Path) -> Path:
@@ -54,7 +61,7 @@ def _load_base_and_adapter(path: str, base: dict, dtype):
                     BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                        bnb_4bit_compute_dtype=dtype))
     model = AutoModelForCausalLM.from_pretrained(base_dir(path), dtype=dtype, quantization_config=quantisation,
-                                                 device_map={"": 0})
+                                                 device_map=gpu_device_map())
     return PeftModel.from_pretrained(model, str(Path(path) / "adapter")).eval()
 
 

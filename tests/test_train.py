@@ -301,3 +301,12 @@ def test_finetune_rule_trains_a_mixture_and_runtime_edits_retrain_nothing(tiny, 
     assert "Nothing to be done" in snakemake(project, "-n", *configure())
     config["models"]["tiny-full"]["lr"] = 2e-3
     assert "finetune" in snakemake(project, "-n", *configure())
+
+
+def test_inference_spreads_a_model_over_every_gpu_its_job_was_granted(monkeypatch):
+    from alpacare import checkpoints
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert checkpoints.gpu_device_map() == "auto"  # a 13B job asks for 2 GPUs and must use both
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert checkpoints.gpu_device_map() == {"": 0}

@@ -32,7 +32,11 @@ class VLLMProvider(Provider):
 
     def engine(self):
         if self._engine is None:
-            self._engine = _vllm().LLM(model=self.model_dir, dtype="bfloat16", seed=0)
+            import torch
+
+            # tensor parallel over every GPU the job was granted (two for a 13B model)
+            self._engine = _vllm().LLM(model=self.model_dir, dtype="bfloat16", seed=0,
+                                       tensor_parallel_size=max(1, torch.cuda.device_count()))
         return self._engine
 
     def complete_batch(self, requests: list[Request]) -> list[Response]:
