@@ -18,14 +18,7 @@ from alpacare.config import validate
 from conftest import ROOT, copy_project
 from test_workflow import snakemake, tiny_config
 
-pytestmark = [
-    pytest.mark.workflow,
-    # The end-to-end SLURM run passed its sbatch/localrule/rerun checks on its own branch but has not
-    # yet run to the end on the merged DAG (USMLE, statistics, split rules); until it has, it runs
-    # only when asked: ALPACARE_SLURM_E2E=1 python -m pytest tests/test_slurm.py
-    pytest.mark.skipif(os.environ.get("ALPACARE_SLURM_E2E") != "1",
-                       reason="SLURM end-to-end run not yet verified on the merged DAG; set ALPACARE_SLURM_E2E=1"),
-]
+pytestmark = pytest.mark.workflow
 
 PROFILE = ROOT / "tests" / "slurm" / "profile"
 UP = ROOT / "tests" / "slurm" / "up.sh"
@@ -35,6 +28,8 @@ CLUSTER_JOBS = {"generate_tasks": 1, "respond": 1, "finetune": 1, "generate": 3,
 LOCAL_RULES = {"backbone", "seeds", "testset", "dedup", "dataset", "report", "generate_api", "judge_api",
                "dataset_card", "stats", "verbs", "usmle_questions", "usmle_report", "usmle_generation_api"}
 TUNED = "alpacare-smollm2"
+STAGE = {"generate_tasks": "selfinstruct", "respond": "selfinstruct", "generate": "generate", "judge": "judge",
+         "usmle_generation": "generate", "usmle_loglik": "generate"}  # cluster.runtime key of each model rule
 
 
 def cluster_is_up():
@@ -93,11 +88,12 @@ def jobs_of(project):
 
 
 def snakemake_args(configfile, *args):
-    return [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile", configfile, *args]
+    # targets before --configfile, which would take them for more config files
+    return [sys.executable, "-m", "snakemake", *args, "--profile", str(PROFILE), "--configfile", configfile]
 
 
 def run_with_profile(project, configfile, *args, check=True):
-    return snakemake(project, "--profile", str(PROFILE), "--configfile", configfile, *args, check=check)
+    return snakemake(project, *args, "--profile", str(PROFILE), "--configfile", configfile, check=check)
 
 
 @pytest.fixture(scope="session")
@@ -149,8 +145,7 @@ def test_model_rules_go_through_sbatch_with_their_resources(runs):
         if job["rule"] == "finetune":
             expected = cluster.finetune_resources(config, TUNED)
         else:
-            expected = cluster.job_resources(config, "judge" if job["rule"] == "judge" else
-                                             "generate" if job["rule"] == "generate" else "selfinstruct", "smollm2-135m")
+            expected = cluster.job_resources(config, STAGE[job["rule"]], "smollm2-135m")
         asks_gpu = "gres:gpu" in job.get("TresPerJob", "")
         assert asks_gpu == (job["rule"] == "finetune"), job["rule"]  # only the model whose config says gpus: 1
         if asks_gpu:
