@@ -29,6 +29,7 @@ import yaml
 from . import data, judge, selfinstruct
 from .config import validate
 from .io import read_jsonl, read_records
+from .ledger import cost_usd
 from .llm import Request, make_provider
 from .llm.cache import cache_key
 from .testsets import normalize_testset
@@ -144,8 +145,8 @@ class Forecast:
             row.input_tokens += tokens_in
             row.output_tokens_max += out_max
             row.output_tokens_expected += round(out_expected)
-            row.cost_max_usd += (tokens_in * price.get("input", 0) + out_max * price.get("output", 0)) / 1e6
-            row.cost_expected_usd += (tokens_in * price.get("input", 0) + out_expected * price.get("output", 0)) / 1e6
+            row.cost_max_usd += cost_usd(price, tokens_in, out_max)
+            row.cost_expected_usd += cost_usd(price, tokens_in, out_expected)
 
     def testset_rows(self, name: str) -> list[dict] | None:
         spec = self.config["testsets"][name]

@@ -17,6 +17,11 @@ DEFAULT_PATH = "results/ledger.jsonl"
 COUNTS = ("calls", "cache_hits", "failures", "attempts", "input_tokens", "output_tokens", "cost_usd", "seconds")
 
 
+def cost_usd(price: dict, input_tokens: float, output_tokens: float) -> float:
+    """USD for a call, `price` being USD per million tokens: {"input": x, "output": y}."""
+    return (input_tokens * price.get("input", 0.0) + output_tokens * price.get("output", 0.0)) / 1e6
+
+
 def append(path: str | Path, rows: list[dict]) -> None:
     if not rows:
         return

@@ -52,7 +52,7 @@ class Ledger:
     price: dict = field(default_factory=dict)  # USD per million tokens: {"input": x, "output": y}
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.price.get("input", 0.0) + output_tokens * self.price.get("output", 0.0)) / 1e6
+        return ledger_file.cost_usd(self.price, input_tokens, output_tokens)
 
     def add(self, response: Response) -> None:
         if response.cached:
