@@ -1,8 +1,8 @@
 """Throughput of the LLM layer against a server with a fixed artificial latency.
 
-Fifty waves of chat requests at each concurrency (1,600 at 32) go through make_llm(...).run() (the real openai client,
-cache and ledger included) to an OpenAI-format server on 127.0.0.1 that answers each call
-after LATENCY seconds; the server runs in its own process so it does not share our GIL.
+Fifty waves of chat requests at each concurrency (1,600 at 32) go through make_llm(...).run()
+(the real openai client, cache and ledger included) to an OpenAI-format server on 127.0.0.1
+that answers each call after LATENCY seconds; the server runs in its own process so it does not share our GIL.
 The ideal rate at concurrency C is C / LATENCY calls per second.
 
     python bench/llm_throughput.py [--waves 50] [--latency 0.2] [--concurrency 32]
