@@ -4,7 +4,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A config given with --configfile is the whole configuration (it may say `extends: config.yaml`);
+# the default run's config.yaml applies only when none is given.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 include: "rules/common.smk"
@@ -22,8 +27,6 @@ include: "rules/ledger.smk"
 
 rule all:
     input:
-        "results/tables/winrates.csv",
-        "results/tables/winrates.md",
-        "results/figures/winrates.png",
+        WINRATE_TARGETS,
         stats_targets(),
         USMLE_TARGETS,

@@ -33,9 +33,12 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _schema(schema_path: str | Path = SCHEMA) -> dict:
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
 def validate(config: dict, schema_path: str | Path = SCHEMA, source: str = "config") -> dict:
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]
@@ -112,9 +115,96 @@ def check_references(config: dict, source: str = "config") -> None:
         generators_by_method(config, source)
 
 
-def load(path: str | Path) -> dict:
+def read(path: str | Path) -> dict:
+    """One config file as it is written (no `extends:` resolved, no defaults)."""
     try:
         config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return validate(config or {}, source=str(path))
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections, got {type(config).__name__}")
+    return config
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`: mappings key by key, anything else replaced (as Snakemake merges
+    a --configfile over another)."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def resolve_extends(config: dict, source: str = "config", seen: tuple = (), root: str | Path = ".") -> dict:
+    """A config is the whole configuration unless it says `extends: <file>` (a path from the
+    working directory, like every path in a config): then it is that file's config (itself
+    perhaps extending another) with this one merged over it; a top-level section set to null
+    is dropped."""
+    parent = config.get("extends")
+    if parent is None:
+        return config
+    if not isinstance(parent, str):
+        raise ConfigError(f"{source}: 'extends' names one config file, got {parent!r}")
+    path = Path(root, parent)
+    if path.resolve() in seen:
+        raise ConfigError(f"{source}: 'extends: {parent}' comes back to a config already being extended")
+    base = resolve_extends(read(path), parent, (*seen, path.resolve()), root)
+    merged = merge(base, {k: v for k, v in config.items() if k != "extends"})
+    # a section set to null is left out (`usmle: null`: no USMLE benchmark in this run)
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def load(path: str | Path, root: str | Path = ".") -> dict:
+    """A config file as Snakemake sees it given with --configfile from `root`: extended, validated."""
+    path = Path(root, path)
+    return validate(resolve_extends(read(path), str(path), (path.resolve(),), root), source=str(path))
+
+
+_SCALARS = {"boolean": bool, "integer": int, "number": (int, float), "null": type(None)}
+
+
+def _typing_errors(errors):
+    """'type' errors, including those inside oneOf/anyOf branches."""
+    for err in errors:
+        if err.validator == "type":
+            yield err
+        yield from _typing_errors(err.context or [])
+
+
+def type_command_line(config: dict, overrides: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """Values given with `snakemake --config 'llm={replay_only: true}'` arrive as strings
+    (Snakemake reads nested values with YAML's base loader): read as YAML each such string that
+    the schema wants as a boolean, number or null, so the command line means what it says.
+    Only values the command line set are touched; a quoted "true" in a config file stays an error."""
+
+    def given(path) -> bool:
+        node = overrides
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return isinstance(node, str)
+
+    validator = jsonschema.Draft202012Validator(_schema(schema_path))
+    for _ in range(1000):  # one value per round: a fix can change which oneOf branch applies
+        for err in _typing_errors(validator.iter_errors(config)):
+            wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+            if not isinstance(err.instance, str) or not given(err.absolute_path):
+                continue
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            if any(isinstance(value, _SCALARS[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+                   for t in wanted if t in _SCALARS):
+                *parents, last = err.absolute_path
+                node = config
+                for part in parents:
+                    node = node[part]
+                node[last] = value
+                break
+        else:
+            return config
+    return config

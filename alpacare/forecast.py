@@ -24,10 +24,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from . import data, judge, selfinstruct
-from .config import validate
+from .config import load
 from .io import read_jsonl, read_records
 from .ledger import cost_usd
 from .llm import Request, make_provider
@@ -284,13 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="rows as JSON instead of a Markdown table")
     args = parser.parse_args(argv)
     root = Path(args.directory)
-    config = yaml.safe_load((root / args.configfile).read_text()) if not Path(args.configfile).is_absolute() \
-        else yaml.safe_load(Path(args.configfile).read_text())
-    if Path(args.configfile).name != "config.yaml" and (root / "config.yaml").exists():
-        # as Snakemake does: --configfile extends the default config.yaml
-        base = yaml.safe_load((root / "config.yaml").read_text())
-        config = _merge(base, config)
-    validate(config, source=args.configfile)
+    config = load(args.configfile, root)
     files = dict(item.split("=", 1) for item in args.testset_file)
     forecast = Forecast(config, root, files)
     rows = forecast.run()
@@ -301,13 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     for note in forecast.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 if __name__ == "__main__":

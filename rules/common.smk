@@ -3,13 +3,19 @@ import re
 from pathlib import Path
 
 import alpacare
-from alpacare.config import validate
+from alpacare.config import resolve_extends, type_command_line, validate
 from alpacare.preflight import check as preflight, check_keys as preflight_keys
 
-validate(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
+type_command_line(config, workflow.config_settings.config)
+# in place: Snakemake's `config` is this very dict
+_resolved = dict(resolve_extends(config, CONFIG_SOURCE))
+config.clear()
+config.update(_resolved)
+validate(config, source=CONFIG_SOURCE)
 # the local seed and test-set files now; the planned jobs' API keys once the run starts
 # (onstart: after the DAG, before any job; not on a dry run, which needs no key)
-preflight(config, source=", ".join(map(str, workflow.configfiles)) or "config", keys=False)
+preflight(config, source=CONFIG_SOURCE, keys=False)
 
 
 def planned_jobs():
@@ -20,7 +26,7 @@ def planned_jobs():
 
 
 onstart:
-    preflight_keys(config, source=", ".join(map(str, workflow.configfiles)) or "config", jobs=planned_jobs())
+    preflight_keys(config, source=CONFIG_SOURCE, jobs=planned_jobs())
 
 
 # threads for jobs that run a model; snakemake caps them at --cores on a small machine

@@ -1,7 +1,13 @@
 # Win-rate tables and figures over every (judge, reference, test set, model) of `evaluation`.
 import itertools
 
-EVAL = config["evaluation"]
+# a config without `evaluation` (statistics only, say) plans no judging
+EVAL = config.get("evaluation") or dict.fromkeys(("models", "references", "judges", "testsets"), [])
+WINRATE_TARGETS = (
+    ["results/tables/winrates.csv", "results/tables/winrates.md", "results/figures/winrates.png"]
+    if EVAL["models"]
+    else []
+)
 VERDICTS = {
     key: "results/verdicts/{}/{}/{}/{}.jsonl".format(*key)
     for key in itertools.product(EVAL["judges"], EVAL["references"], EVAL["testsets"], EVAL["models"])

@@ -6,7 +6,7 @@ from alpacare.usmle.plan import generator_kind, generators_by_method
 from alpacare.usmle.questions import is_official_layout, official_files, parse_source
 
 USMLE = config.get("usmle")
-USMLE_PLAN = generators_by_method(config, ", ".join(map(str, workflow.configfiles)) or "config")
+USMLE_PLAN = generators_by_method(config, CONFIG_SOURCE)
 USMLE_TARGETS = ["results/tables/usmle.csv", "results/tables/usmle.md", "results/figures/usmle.png"] if USMLE_PLAN else []
 
 
