@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -88,9 +87,3 @@ def read_records(path: str | Path) -> list:
         if not isinstance(row, dict):
             raise ValueError(f"{path}: row {n}: expected a JSON object, got {type(row).__name__}")
     return rows
-
-
-def download(url: str, path: str | Path, timeout: float = 120) -> None:
-    """Fetch a public file (only when a user's config asks for one)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(path) as tmp:
-        tmp.write_bytes(response.read())

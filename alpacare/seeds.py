@@ -7,22 +7,17 @@ checked against a pinned SHA-256 before use; nothing published is copied into th
 
 from __future__ import annotations
 
-import hashlib
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from .published import PublishedError, fetch_bytes, is_reference, resolve
 
 SEED_FIELDS = ("topic", "view", "type", "difficulty", "instruction", "input")
 NO_INPUT = "<noinput>"
 
-# AlpaCare's seeds at the commit the project was checked against (data licence: CC BY-NC 4.0)
+# named seed sets: published files (alpacare/published.py pins each by commit and checksum)
 OFFICIAL_SEEDS = {
-    "alpacare-official": {
-        "url": "https://raw.githubusercontent.com/XZhang97666/AlpaCare/b469c41bcd7ddd57dd0bc072ef99d017c5cb0e4b/data/med_seed.json",
-        "sha256": "01626406491f59826f4a7111a25e9d7cf57d5dfdff0b50221e8c4cf6f4e8e7a2",
-        "about": "AlpaCare's 167 clinician-crafted seed tasks (XZhang97666/AlpaCare, data/med_seed.json, CC BY-NC 4.0)",
-    },
+    "alpacare-official": "alpacare:data/med_seed.json",   # AlpaCare's 167 clinician-crafted seed tasks (CC BY-NC 4.0)
 }
 
 
@@ -31,27 +26,21 @@ class SeedError(ValueError):
 
 
 def is_official(entry: str | Path) -> bool:
-    """A `seeds:` entry that names a published seed set rather than a file."""
-    return str(entry) in OFFICIAL_SEEDS
+    """A `seeds:` entry that names a published seed set (or a published file) rather than a local file."""
+    return str(entry) in OFFICIAL_SEEDS or is_reference(entry)
+
+
+def published_ref(entry: str | Path) -> str:
+    return OFFICIAL_SEEDS.get(str(entry), str(entry))
 
 
 def download_official(name: str, timeout: float = 60) -> bytes:
-    """The published seed file's bytes, verified against the pinned checksum."""
-    spec = OFFICIAL_SEEDS[name]
+    """The published seed file's bytes, verified against its pin."""
     try:
-        with urllib.request.urlopen(spec["url"], timeout=timeout) as response:
-            raw = response.read()
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise SeedError(
-            f"seeds '{name}': could not download {spec['url']} ({reason}). Official seeds are fetched from their "
-            "public address when a config names them; offline, download the file elsewhere, check its SHA-256 "
-            f"({spec['sha256']}) and list its path under 'seeds:' instead") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != spec["sha256"]:
-        raise SeedError(f"seeds '{name}': {spec['url']} has SHA-256 {digest}, expected {spec['sha256']} "
-                        "(the published file changed or the download was altered); refusing to use it")
-    return raw
+        return fetch_bytes(published_ref(name), timeout)
+    except PublishedError as err:
+        raise SeedError(f"seeds '{name}': {err}. Or download the file elsewhere, check it and list its path under "
+                        "'seeds:' instead") from None
 
 
 def load_seeds(paths: list[str | Path]) -> list[dict]:
@@ -60,7 +49,7 @@ def load_seeds(paths: list[str | Path]) -> list[dict]:
     seeds = []
     for path in paths:
         if is_official(path):
-            raw, where = download_official(str(path)), f"{path} ({OFFICIAL_SEEDS[str(path)]['url']})"
+            raw, where = download_official(str(path)), f"{path} ({resolve(published_ref(path)).url})"
         else:
             try:
                 raw, where = Path(path).read_bytes(), str(path)

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import alpacare
+from alpacare import published
 from alpacare.config import resolve_extends, type_command_line, validate
 from alpacare.preflight import check as preflight, check_keys as preflight_keys
 

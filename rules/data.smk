@@ -17,7 +17,7 @@ rule backbone:
         "../scripts/backbone.py"
 
 
-from alpacare.seeds import OFFICIAL_SEEDS, is_official
+from alpacare.seeds import is_official, published_ref
 
 
 rule seeds:
@@ -29,7 +29,7 @@ rule seeds:
         "results/selfinstruct/seeds.jsonl",
     params:
         sources=config["seeds"],
-        pins={s: OFFICIAL_SEEDS[s]["sha256"] for s in config["seeds"] if is_official(s)},
+        pins={s: published.params(published_ref(s)) for s in config["seeds"] if is_official(s)},
     localrule: True
     conda:
         ENVS["api"]
@@ -47,6 +47,7 @@ rule testset:
         "results/testsets/{testset}.jsonl",
     params:
         spec=lambda w: config["testsets"][w.testset],
+        pin=lambda w: published.params(config["testsets"][w.testset]["url"]) if "url" in config["testsets"][w.testset] else {},
     localrule: True
     conda:
         ENVS["api"]
@@ -69,6 +70,7 @@ rule dataset:
         "results/data/{dataset}.json",
     params:
         spec=lambda w: config["datasets"][w.dataset],
+        pin=lambda w: published.params(config["datasets"][w.dataset]["url"]) if "url" in config["datasets"][w.dataset] else {},
     localrule: True
     conda:
         ENVS["api"]

@@ -5,7 +5,8 @@ def generator_plan(name, testset):
     """How a generator yields outputs for a test set: (kind, inputs, params, code modules)."""
     spec = config["generators"][name]
     if testset in spec.get("import", {}):
-        return "import", {}, {"import_url": spec["import"][testset]}, ("stages.generate", "outputs", "io")
+        where = spec["import"][testset]   # the pin in params: a new checksum reimports (published.py is no code input)
+        return "import", {}, {"import_url": where, "pin": published.params(where)}, ("stages.generate", "outputs", "io")
     llm_code = ("stages.generate", "stages.common", "outputs", "template", "data", "llm", "checkpoints")
     if "llm" in spec:
         llm = config["llms"][spec["llm"]]

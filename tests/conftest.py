@@ -1,5 +1,7 @@
+import http.server
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,50 @@ def tiny_run(tmp_path_factory):
     configfile = tiny_config(project)
     snakemake(project, "--cores", "2", "--configfile", configfile)
     return project, configfile
+
+
+def reference_layout() -> dict:
+    """Where each file of ../shared/reference sits in AlpaCare's repository (the reference folder
+    flattens `data/reference_outputs/<model>/<file>` to `reference_outputs/<model>.<file>` and
+    `data/model_ouputs/<model>/<set>/seed_0.json` to `model_outputs/<model>.<set>.seed_0.json`)."""
+    layout = {}
+    for path in sorted(p for p in REFERENCE.rglob("*") if p.is_file()) if REFERENCE.exists() else []:
+        rel = path.relative_to(REFERENCE)
+        if rel.parts[0] == "reference_outputs":
+            model, name, ext = rel.name.rsplit(".", 2)   # model names have dots: gpt-3.5-turbo
+            layout[f"data/reference_outputs/{model}/{name}.{ext}"] = path
+        elif rel.parts[0] == "model_outputs":
+            model, testset, name, ext = rel.name.rsplit(".", 3)
+            layout[f"data/model_ouputs/{model}/{testset}/{name}.{ext}"] = path
+        elif rel.suffix in (".json", ".jsonl"):
+            layout[f"data/{rel.name}"] = path
+    return layout
+
+
+def serve(directory: Path):
+    """A directory served over HTTP on 127.0.0.1: returns (base URL, server)."""
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(directory), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory):
+    """AlpaCare's published files (those ../shared/reference holds) served from 127.0.0.1 as
+    ALPACARE_MIRROR lays them out: <mirror>/raw.githubusercontent.com/<repo>/<commit>/<path>.
+    Yields (base URL, the mirror's folder); put more files under the folder to serve them."""
+    from alpacare.published import SOURCES
+
+    layout = reference_layout()
+    if not layout:
+        pytest.skip(f"reference data not present: {REFERENCE}")
+    root = tmp_path_factory.mktemp("mirror")
+    source = SOURCES["alpacare"]
+    for rel, path in layout.items():
+        dest = root / "raw.githubusercontent.com" / source.repo / source.commit / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest)
+    base, server = serve(root)
+    yield base, root
+    server.shutdown()

@@ -91,7 +91,10 @@ import http.server
 import socket
 import threading
 
-from alpacare import seeds as seeds_module
+from pathlib import Path
+
+from alpacare.published import git_blob_id, resolve
+from alpacare.seeds import OFFICIAL_SEEDS
 
 
 @pytest.fixture
@@ -105,31 +108,36 @@ def served(tmp_path):
     server.shutdown()
 
 
-def pin(monkeypatch, url):
-    spec = dict(seeds_module.OFFICIAL_SEEDS["alpacare-official"], url=url)
-    monkeypatch.setitem(seeds_module.OFFICIAL_SEEDS, "alpacare-official", spec)
+def mirror_of(directory: Path, base: str, monkeypatch, data: bytes):
+    """AlpaCare's seed file served at its pinned address through ALPACARE_MIRROR."""
+    pin = resolve(OFFICIAL_SEEDS["alpacare-official"])
+    dest = directory / pin.url.removeprefix("https://")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
 
 
 def test_official_seeds_are_pinned_to_alpacare_file():
-    spec = seeds_module.OFFICIAL_SEEDS["alpacare-official"]
-    assert spec["url"].startswith("https://raw.githubusercontent.com/XZhang97666/AlpaCare/")
-    assert spec["url"].endswith("/data/med_seed.json")
-    assert spec["sha256"] == hashlib.sha256(reference_file("med_seed.json").read_bytes()).hexdigest()
+    pin = resolve(OFFICIAL_SEEDS["alpacare-official"])
+    assert pin.url.startswith("https://raw.githubusercontent.com/XZhang97666/AlpaCare/b469c41")
+    assert pin.url.endswith("/data/med_seed.json")
+    data = reference_file("med_seed.json").read_bytes()
+    assert pin.sha256 == hashlib.sha256(data).hexdigest()
+    assert pin.git_blob == git_blob_id(data)
 
 
 def test_official_seeds_download_and_checksum(served, monkeypatch):
     directory, base = served
-    (directory / "med_seed.json").write_bytes(reference_file("med_seed.json").read_bytes())
-    pin(monkeypatch, f"{base}/med_seed.json")
+    mirror_of(directory, base, monkeypatch, reference_file("med_seed.json").read_bytes())
     seeds = load_seeds(["alpacare-official", ROOT / "seeds" / "medical_seed_tasks.json"])
     assert len(seeds) == 167 + 50 and seeds[0]["instruction"].startswith("Explain what multiple sclerosis is")
 
 
 def test_official_seeds_with_another_checksum_are_refused(served, monkeypatch):
     directory, base = served
-    (directory / "med_seed.json").write_bytes(reference_file("med_seed.json").read_bytes().replace(b"Neurology", b"Neurologx", 1))
-    pin(monkeypatch, f"{base}/med_seed.json")
-    with pytest.raises(SeedError, match=r"seeds 'alpacare-official': .* has SHA-256 [0-9a-f]{64}, expected 0162"):
+    mirror_of(directory, base, monkeypatch,
+              reference_file("med_seed.json").read_bytes().replace(b"Neurology", b"Neurologx", 1))
+    with pytest.raises(SeedError, match=r"seeds 'alpacare-official': .* has git blob id [0-9a-f]{40} .*expected 881aa63e"):
         load_seeds(["alpacare-official"])
 
 
@@ -137,7 +145,7 @@ def test_official_seeds_offline_say_what_to_do(monkeypatch):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    pin(monkeypatch, f"http://127.0.0.1:{port}/med_seed.json")
+    monkeypatch.setenv("ALPACARE_MIRROR", f"http://127.0.0.1:{port}")
     with pytest.raises(SeedError, match=r"seeds 'alpacare-official': could not download .*list its path under 'seeds:'"):
         load_seeds(["alpacare-official"])
 

@@ -1,16 +1,20 @@
 """Stage: one training set in Alpaca format (results/data/{dataset}.json).
 
 Sources: the self-instruct responses (alpacare.data.to_alpaca), or public instruction data
-loaded with `datasets`: a hub id (Medical Meadow: medalpaca/medical_meadow_*), a URL (Stanford
-Alpaca's alpaca_data.json) or a local JSON / JSON Lines file. `columns` maps the Alpaca fields
+loaded with `datasets`: a hub id (Medical Meadow: medalpaca/medical_meadow_*), a URL or a
+published file (`stanford_alpaca:alpaca_data.json`, checked against its pin) or a local JSON /
+JSON Lines file. `columns` maps the Alpaca fields
 to a source's own column names where they differ."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
 from .. import data
 from ..io import read_jsonl, write_json
+from ..published import fetch
 
 log = logging.getLogger("alpacare")
 
@@ -24,9 +28,14 @@ def load_public(spec: dict) -> list[dict]:
     if "hub" in spec:
         table = datasets.load_dataset(spec["hub"], spec.get("subset"), split=spec.get("split", "train"),
                                       revision=spec.get("revision"))
+    elif "url" in spec:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "download.json"
+            fetch(spec["url"], local)
+            table = datasets.load_dataset("json", data_files=str(local), split="train", cache_dir=tmp)
+            return table.to_list()
     else:
-        where = spec.get("url") or spec["path"]
-        table = datasets.load_dataset("json", data_files=where, split="train")
+        table = datasets.load_dataset("json", data_files=spec["path"], split="train")
     return table.to_list()
 
 

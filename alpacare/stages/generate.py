@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 
 from .. import outputs
-from ..io import download, read_jsonl, read_records, write_json
+from ..io import read_jsonl, read_records, write_json
+from ..published import fetch, url_of
 
 log = logging.getLogger("alpacare")
 
@@ -15,16 +16,17 @@ ALPACA_STOPS = ("\n### Instruction", "\n### Input", "\n### Response")
 
 
 def import_outputs(testset_path, out, *, generator, import_url) -> None:
-    """Official outputs from a URL (file:// for local files), paired with the test items."""
+    """Official outputs from a published file (checked against its pin) or a URL (file:// for
+    local files), paired with the test items."""
     testset = read_jsonl(testset_path)
     tmp = Path(str(out) + ".download")
-    download(import_url, tmp)
+    fetch(import_url, tmp)
     try:
         rows = read_records(tmp)
     finally:
         tmp.unlink()
-    write_json(out, outputs.imported_outputs(rows, testset, generator, import_url))
-    log.info("%d outputs imported from %s", len(testset), import_url)
+    write_json(out, outputs.imported_outputs(rows, testset, generator, url_of(import_url)))
+    log.info("%d outputs imported from %s", len(testset), url_of(import_url))
 
 
 def generate_outputs(testset_path, out, *, generator, kind, spec=None, settings=None, model_dir=None,

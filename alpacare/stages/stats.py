@@ -11,7 +11,8 @@ from pathlib import Path
 from .. import stats
 from ..data import to_alpaca
 from ..io import atomic_path, read_json, read_jsonl, read_records, write_json, write_text
-from ..seeds import OFFICIAL_SEEDS, is_official
+from ..published import resolve
+from ..seeds import is_official, published_ref
 
 log = logging.getLogger("alpacare")
 
@@ -72,8 +73,9 @@ def dataset_card(out, *, dataset, seeds_path, summary_path, rejects_path, report
     sources = []
     for s in seed_sources:
         if is_official(s):
-            spec = OFFICIAL_SEEDS[s]
-            sources.append(f"- `{s}`: {spec['about']}, downloaded from <{spec['url']}> (SHA-256 `{spec['sha256']}`)")
+            pin = resolve(published_ref(s))
+            digest = f"SHA-256 `{pin.sha256}`" if pin.sha256 else f"git blob `{pin.git_blob}`"
+            sources.append(f"- `{s}`: `{pin.ref}`, downloaded from <{pin.url}> ({digest})")
         else:
             sources.append(f"- `{s}`" + (f" (SHA-256 `{_digest(s)}`)" if Path(s).exists() else ""))
 

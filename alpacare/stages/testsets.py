@@ -6,20 +6,22 @@ import logging
 from pathlib import Path
 
 from .. import testsets
-from ..io import download, read_records, write_jsonl
+from ..io import read_records, write_jsonl
+from ..published import fetch, url_of
 
 log = logging.getLogger("alpacare")
 
 
 def load_rows(out, *, path=None, url=None, hub=None) -> tuple[list[dict], str]:
-    """The raw rows of a test set from a project file, a URL (file:// too) or a `datasets` hub dataset."""
+    """The raw rows of a test set from a project file, a URL (file:// too), a published file
+    (`alpacare:data/MedInstruct-test.jsonl`, checked against its pin) or a `datasets` hub dataset."""
     if hub:
         return hub_rows(hub), f"hub dataset {hub['name']}"
     if url:
         tmp = Path(str(out) + ".download")
-        download(url, tmp)
+        fetch(url, tmp)
         try:
-            return read_records(tmp), url
+            return read_records(tmp), url_of(url)
         finally:
             tmp.unlink()
     return read_records(path), path

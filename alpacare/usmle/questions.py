@@ -15,6 +15,7 @@ import re
 import string
 from pathlib import Path
 
+from ..published import is_reference
 from ..io import read_json, read_records
 
 OFFICIAL_HUB = "medalpaca/medical_meadow_usmle_self_assessment"
@@ -180,10 +181,10 @@ def _check(item: dict, step: str) -> tuple[dict, str | None]:
 
 
 def parse_source(source: str) -> tuple[str, str]:
-    """('hub', id), ('url', address) or ('path', path) from usmle.questions.source."""
+    """('hub', id), ('url', address or published file) or ('path', path) from usmle.questions.source."""
     if source.startswith("hub:"):
         return "hub", source[len("hub:"):]
-    if re.match(r"https?://", source):
+    if re.match(r"https?://", source) or is_reference(source):
         return "url", source
     return "path", source
 
@@ -198,10 +199,10 @@ def load_questions(settings: dict, download_dir: str | Path) -> tuple[list[dict]
     elif kind == "hub":
         raw = map_fields(_hub_rows(where, settings), settings.get("fields"), settings["source"])
     elif kind == "url":
-        from ..io import download
+        from ..published import fetch
 
         tmp = Path(download_dir) / "usmle-questions.download"
-        download(where, tmp)
+        fetch(where, tmp)
         try:
             raw = map_fields(read_records(tmp), settings.get("fields"), where)
         finally:
