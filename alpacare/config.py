@@ -3,6 +3,7 @@ express. Every message names the key, so a typo fails before any job runs."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import jsonschema
@@ -54,6 +55,20 @@ def validate(config: dict, schema_path: str | Path = SCHEMA, source: str = "conf
     return config
 
 
+def verdict_cells(config: dict) -> list[tuple[str, str, str, str]]:
+    """Every (judge, reference, test set, model) the config plans, once, in order: the grid of
+    `evaluation`, then each paper figure's grid (`figures:`)."""
+    grids = [config.get("evaluation") or {}, *config.get("figures", {}).values()]
+    cells = itertools.chain.from_iterable(
+        itertools.product(*(grid.get(k, []) for k in ("judges", "references", "testsets", "models"))) for grid in grids)
+    return list(dict.fromkeys(cells))
+
+
+def compared_outputs(config: dict) -> list[tuple[str, str]]:
+    """Every (generator, test set) whose outputs a planned verdict compares."""
+    return list(dict.fromkeys((g, t) for _, reference, t, model in verdict_cells(config) for g in (model, reference)))
+
+
 def check_references(config: dict, source: str = "config") -> None:
     """Names used in one section must be defined in another."""
 
@@ -98,16 +113,17 @@ def check_references(config: dict, source: str = "config") -> None:
         need("llms", spec["llm"], f"judges.{name}.llm")
         if spec["method"] == "logprob" and config["llms"][spec["llm"]]["provider"] != "local":
             raise ConfigError(f"{source}: 'judges.{name}': method logprob needs a local llm (API judges use method reply)")
-    ev = config.get("evaluation", {})
-    for kind, section in (("models", "generators"), ("references", "generators"), ("judges", "judges"), ("testsets", "testsets")):
-        for n, name in enumerate(ev.get(kind, [])):
-            need(section, name, f"evaluation.{kind}.{n}")
-    for name in ev.get("models", []) + ev.get("references", []):
-        spec = config["generators"][name]
-        if not any(k in spec for k in ("llm", "model", "backbone", "path")):
-            missing = [t for t in ev.get("testsets", []) if t not in spec.get("import", {})]
-            if missing:
-                raise ConfigError(f"{source}: 'generators.{name}' only imports outputs and has none for test set(s) {', '.join(missing)}")
+    grids = {"evaluation": config.get("evaluation") or {}}
+    grids.update((f"figures.{name}", grid) for name, grid in config.get("figures", {}).items())
+    for where, grid in grids.items():
+        for kind, section in (("models", "generators"), ("references", "generators"), ("judges", "judges"), ("testsets", "testsets")):
+            for n, name in enumerate(grid.get(kind, [])):
+                need(section, name, f"{where}.{kind}.{n}")
+    for generator, testset in compared_outputs(config):
+        spec = config["generators"][generator]
+        if not any(k in spec for k in ("llm", "model", "backbone", "path")) and testset not in spec.get("import", {}):
+            raise ConfigError(f"{source}: 'generators.{generator}' only imports outputs and has none for test set "
+                              f"{testset}, which a planned comparison needs")
 
     if config.get("usmle"):
         from .usmle.plan import generators_by_method

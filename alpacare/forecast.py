@@ -17,7 +17,6 @@ else estimated at 4 characters a token; the `tokens` column says which.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sqlite3
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 
 from . import data, judge, selfinstruct
-from .config import load
+from .config import compared_outputs, load, verdict_cells
 from .io import read_jsonl, read_records
 from .ledger import cost_usd
 from .llm import Request, make_provider
@@ -205,28 +204,23 @@ class Forecast:
             self.add("respond", responder, requests, inputs=inputs, check_cache=tasks_path.exists())
 
     def generate(self) -> None:
-        ev = self.config["evaluation"]
         max_new = self.config["generation"]["max_new_tokens"]
-        for generator in dict.fromkeys([*ev["models"], *ev["references"]]):
+        for generator, testset in compared_outputs(self.config):
             spec = self.config["generators"][generator]
-            if "llm" not in spec:
+            if "llm" not in spec or testset in spec.get("import", {}) \
+                    or not self.missing(f"results/outputs/{generator}/{testset}.json"):
                 continue
-            for testset in ev["testsets"]:
-                if testset in spec.get("import", {}) or not self.missing(f"results/outputs/{generator}/{testset}.json"):
-                    continue
-                rows = self.testset_rows(testset)
-                if rows is None:
-                    continue
-                model = self.model_id(spec["llm"])
-                requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), max_tokens=max_new)
-                            for t in rows]
-                self.add("generate", spec["llm"], requests)
+            rows = self.testset_rows(testset)
+            if rows is None:
+                continue
+            model = self.model_id(spec["llm"])
+            requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), max_tokens=max_new)
+                        for t in rows]
+            self.add("generate", spec["llm"], requests)
 
     def judge(self) -> None:
-        ev = self.config["evaluation"]
         max_new = self.config["generation"]["max_new_tokens"]
-        for judge_name, reference, testset, model in itertools.product(ev["judges"], ev["references"], ev["testsets"],
-                                                                       ev["models"]):
+        for judge_name, reference, testset, model in verdict_cells(self.config):
             spec = self.config["judges"][judge_name]
             llm = spec["llm"]
             if not self.missing(f"results/verdicts/{judge_name}/{reference}/{testset}/{model}.jsonl"):

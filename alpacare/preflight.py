@@ -5,10 +5,10 @@ inside a job, it comes after other jobs have already paid for calls."""
 
 from __future__ import annotations
 
-import itertools
 import os
 from pathlib import Path
 
+from .config import compared_outputs, verdict_cells
 from .io import read_records
 
 
@@ -67,14 +67,11 @@ def planned_endpoints(config: dict, root: Path = Path(".")) -> dict[str, list[st
     if si:
         need(si.get("teacher"), "generate_tasks", "results/selfinstruct/tasks.raw.jsonl")
         need(si.get("responder"), "respond", "results/selfinstruct/responses.jsonl")
-    ev = config.get("evaluation", {})
-    for generator in dict.fromkeys([*ev.get("models", []), *ev.get("references", [])]):
+    for generator, testset in compared_outputs(config):
         spec = config.get("generators", {}).get(generator, {})
-        for testset in ev.get("testsets", []):
-            if "llm" in spec and testset not in spec.get("import", {}):
-                need(spec["llm"], f"generate {generator}/{testset}", f"results/outputs/{generator}/{testset}.json")
-    for judge, reference, testset, model in itertools.product(ev.get("judges", []), ev.get("references", []),
-                                                              ev.get("testsets", []), ev.get("models", [])):
+        if "llm" in spec and testset not in spec.get("import", {}):
+            need(spec["llm"], f"generate {generator}/{testset}", f"results/outputs/{generator}/{testset}.json")
+    for judge, reference, testset, model in verdict_cells(config):
         llm = config.get("judges", {}).get(judge, {}).get("llm")
         need(llm, f"judge {judge}", f"results/verdicts/{judge}/{reference}/{testset}/{model}.jsonl")
     usmle = config.get("usmle")

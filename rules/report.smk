@@ -1,30 +1,24 @@
 # Win-rate tables and figures over every (judge, reference, test set, model) of `evaluation`.
-import itertools
+from alpacare.config import compared_outputs, verdict_cells
 
-# a config without `evaluation` (statistics only, say) plans no judging
-EVAL = config.get("evaluation") or dict.fromkeys(("models", "references", "judges", "testsets"), [])
+# every cell of `evaluation` and of each paper figure (`figures:`), once: (judge, reference, test
+# set, model); a config with neither (statistics only, say) plans no judging
+VERDICTS = {key: "results/verdicts/{}/{}/{}/{}.jsonl".format(*key) for key in verdict_cells(config)}
 WINRATE_TARGETS = (
     ["results/tables/winrates.csv", "results/tables/winrates.md", "results/figures/winrates.png"]
-    if EVAL["models"]
+    if VERDICTS
     else []
 )
-VERDICTS = {
-    key: "results/verdicts/{}/{}/{}/{}.jsonl".format(*key)
-    for key in itertools.product(EVAL["judges"], EVAL["references"], EVAL["testsets"], EVAL["models"])
-}
 # every compared output file, for the output lengths behind the length-controlled win rate
-OUTPUTS = {
-    (g, t): f"results/outputs/{g}/{t}.json"
-    for g in dict.fromkeys(EVAL["models"] + EVAL["references"])
-    for t in EVAL["testsets"]
-}
+OUTPUTS = {(g, t): f"results/outputs/{g}/{t}.json" for g, t in compared_outputs(config)}
+TESTSETS = sorted({t for _, _, t, _ in VERDICTS})
 
 
 rule report:
     input:
         verdicts=list(VERDICTS.values()),
         outputs=list(OUTPUTS.values()),
-        testsets=[f"results/testsets/{t}.jsonl" for t in EVAL["testsets"]],
+        testsets=[f"results/testsets/{t}.jsonl" for t in TESTSETS],
         code=code("stages.report", "report", "winrates"),
     output:
         csv=report("results/tables/winrates.csv", caption="../report/winrates_table.rst", category="Tables", labels={"table": "win rates (CSV)"}),
@@ -40,7 +34,7 @@ rule report:
     params:
         verdict_keys=[list(k) for k in VERDICTS],
         output_keys=[list(k) for k in OUTPUTS],
-        testsets=EVAL["testsets"],
+        testsets=TESTSETS,
     localrule: True
     conda:
         ENVS["report"]

@@ -97,3 +97,21 @@ def test_extends_chains_and_cycles(tmp_path):
 def test_shipped_configs_stand_alone():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         load(path.relative_to(ROOT), ROOT)
+
+
+def test_figures_add_their_cells_to_the_plan_once():
+    from alpacare.config import compared_outputs, validate, verdict_cells
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["figures"] = {
+        "figure2": {"judges": ["smollm2-logprob"], "references": ["smollm2-chat"], "testsets": ["medical-dozen"],
+                    "models": ["smollm2-base", "smollm2-chat"]},
+    }
+    cells = verdict_cells(validate(config))
+    # evaluation: 2 models; the figure adds smollm2-chat against itself and repeats smollm2-base
+    assert cells == [("smollm2-logprob", "smollm2-chat", "medical-dozen", m)
+                     for m in ("alpacare-smollm2", "smollm2-base", "smollm2-chat")]
+    assert ("smollm2-chat", "medical-dozen") in compared_outputs(config)
+    config["figures"]["figure2"]["models"].append("pmc-llama")
+    with pytest.raises(ConfigError, match="'figures.figure2.models.2' names generator 'pmc-llama'"):
+        validate(config)
