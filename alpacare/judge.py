@@ -7,7 +7,8 @@ intervals, position bias) lives in alpacare.winrates, so a report-only edit reru
 Verdict rows (results/verdicts/.../{model}.jsonl): one per (item, order) with `reply` (the last
 reply), `replies` (every attempt, when re-asked), `preference` ('a', 'b', 'tie' or null),
 `model_score` (1, 0.5, 0 or null), `invalid` (no verdict after the re-asks, or a failed call),
-and for log-prob judges `logprobs` and `model_margin`."""
+`judge_model` (the model the API named in its reply: the snapshot that judged; null for local
+judges), and for log-prob judges `logprobs` and `model_margin`."""
 
 from __future__ import annotations
 
@@ -160,7 +161,8 @@ def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict |
         else:
             preference = parse_reply(response.text, (candidates or {}).get((item_id, order), ()))
         row = {"id": item_id, "order": order, "reply": response.text, "preference": preference,
-               "model_score": model_score(preference, order), "invalid": preference is None}
+               "model_score": model_score(preference, order), "invalid": preference is None,
+               "judge_model": response.model}
         if len(attempts) > 1:
             row["replies"] = [r.text for r in attempts]
         if response.choice_logprobs is not None:

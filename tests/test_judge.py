@@ -176,3 +176,12 @@ def test_failed_judge_calls_fail_the_job_after_the_rest_is_cached(tmp_path):
         rows = judge_with_fake_api(tmp_path, api, reasks=0, max_tokens=100)
         assert len(api.requests) == asked + 1  # only the failed call is asked again
     assert not any(r.get("error") for r in rows)
+
+
+def test_each_verdict_row_names_the_model_the_api_reported(tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        api.snapshots["judge-model"] = "judge-model-2025-06-01"   # the alias asked for resolves to a snapshot
+        rows = judge_with_fake_api(tmp_path, api, reasks=0)
+    assert rows and {r["judge_model"] for r in rows} == {"judge-model-2025-06-01"}

@@ -50,7 +50,8 @@ def generate_outputs(testset_path, out, *, generator, kind, spec=None, settings=
                                  temperature=0.0) for t in testset]
     responses = llm.run(requests)
     texts = [outputs.cut_at_template_end(r.text) if kind == "alpaca" else r.text.strip() for r in responses]
-    write_json(out, [outputs.output_record(t, text, generator, finish_reason=r.finish_reason)
+    # an API names the snapshot that answered: kept with each output, so a reference says which model wrote it
+    write_json(out, [outputs.output_record(t, text, generator, finish_reason=r.finish_reason, **({"model": r.model} if r.model else {}))
                      for t, text, r in zip(testset, texts, responses)])
     finish(llm, "generate", generator=generator)
     raise_failures(list(zip([t["id"] for t in testset], responses)), f"{generator} generation")
