@@ -146,16 +146,27 @@ def parse_task(block: str) -> tuple[dict | None, str | None]:
     return {f.lower(): task[f.lower()] for f in FIELDS}, None
 
 
+# the reason a reject records for the last block of a reply cut at the teacher's max_tokens
+TRUNCATED = "cut at max_tokens"
+
+
 def parse_replies(tagged_replies, prompting: str) -> tuple[list[dict], list[dict]]:
     """tagged_replies: ((request, slot), Response). Returns (tasks, rejects); a reject keeps
-    the raw text and the reason so nothing the teacher wrote is lost."""
+    the raw text and the reason so nothing the teacher wrote is lost. A `list` reply that hit
+    max_tokens (finish_reason length) ends inside its last task ("... after cycle 2 of"), which
+    may still parse: that block is dropped as a reject (TRUNCATED), so it is counted. (`fields`
+    replies cap each value by design, FIELD_MAX_TOKENS, and lose no task.)"""
     tasks, rejects = [], []
     for (r, slot), response in tagged_replies:
         origin = {"request": r, "slot": slot}
         if not response.ok:
             rejects.append({**origin, "reason": f"call failed: {response.error}", "raw": ""})
             continue
-        for b, block in enumerate(split_blocks(response.text, prompting)):
+        blocks = split_blocks(response.text, prompting)
+        if prompting == "list" and response.finish_reason == "length" and blocks:
+            rejects.append({**origin, "block": len(blocks) - 1, "reason": f"{TRUNCATED}: the reply ended inside this task",
+                            "raw": blocks.pop()})
+        for b, block in enumerate(blocks):
             task, why = parse_task(block)
             where = {**origin, "block": b}
             if task is None:

@@ -104,7 +104,7 @@ rule dataset_card:
         rejects="results/selfinstruct/rejects.jsonl",
         report="results/selfinstruct/dedup_report.json",
         responses="results/selfinstruct/responses.jsonl",
-        code=code("stages.stats", "stats", "data", "seeds"),
+        code=code("stages.stats", "stats", "data", "seeds", "selfinstruct"),
     output:
         "results/data/{dataset}.card.md",
     params:

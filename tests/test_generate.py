@@ -22,6 +22,16 @@ def test_alpaca_generation_is_greedy_pinned_and_cut_at_the_next_block(tmp_path):
     assert record["output"] == "echo: Below is an instruction that describes a task. Write a response that appropriately completes the request."
 
 
+def test_generation_stops_only_where_a_new_alpaca_block_starts():
+    answer = "Rest and fluids.\n### Response to treatment\nThe fever settles in two days.\n### Inputs to monitor\nTemperature."
+    reply = answer + "\n### Instruction:\nWrite another task."
+    # every backend (the local decoder, vLLM, OpenAI-compatible servers) cuts at the first stop string
+    first = min((reply.index(stop) for stop in ALPACA_STOPS if stop in reply), default=len(reply))
+    assert reply[:first] == answer
+    for block in ("Instruction", "Input", "Response"):
+        assert f"\n### {block}:" in ALPACA_STOPS
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
 def test_the_vllm_backend_says_what_is_missing(tmp_path):
     provider = make_provider({"provider": "local", "backend": "vllm"}, model_dir=str(tmp_path))

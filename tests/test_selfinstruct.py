@@ -58,6 +58,35 @@ def test_list_reply_is_split_and_parsed_with_rejects_kept():
     assert "Name the bones of the forearm." in rejects[1]["raw"]  # the raw text is quarantined, not lost
 
 
+def test_a_reply_cut_at_max_tokens_loses_its_last_task_and_counts_it(tmp_path):
+    # the teacher stopped at max_tokens inside task 6: what it wrote still parses as a task
+    cut = LIST_REPLY.split("### 6")[0] + "### 6\nType: Open Q&A\nTopic: Oncology\nView: Clinician\nDifficulty: 3\n" \
+        "Instruction: Explain the next step after cycle 2 of\nInput: <noinput>"
+    tasks, rejects = parse_replies([((0, 0), Response(text=cut, finish_reason="length"))], "list")
+    assert [t["instruction"] for t in tasks] == ["Why does my doctor want me to cut down on salt?",
+                                                 "Answer the question and explain your choice."]
+    assert [r["reason"].split(":")[0] for r in rejects] == ["cut at max_tokens"]
+    assert "after cycle 2 of" in rejects[0]["raw"] and rejects[0]["block"] == 2
+    # the same reply ended by the model itself keeps all three
+    assert len(parse_replies([((0, 0), Response(text=cut))], "list")[0]) == 3
+
+    # the dataset card states how many tasks were cut
+    from alpacare.io import write_json, write_jsonl
+    from alpacare.stages.stats import dataset_card
+
+    write_jsonl(tmp_path / "seeds.jsonl", SEEDS[:3])
+    write_jsonl(tmp_path / "rejects.jsonl", rejects)
+    write_jsonl(tmp_path / "responses.jsonl", [{**t, "output": "Less salt lowers blood pressure."} for t in tasks])
+    write_json(tmp_path / "gen.json", {"rounds": 1, "request_cap": 1, "requests": 1, "failed_calls": 0, "tasks": 2,
+                                       "teacher": "t", "model": "m", "prompting": "list", "sampling": {}, "run_seed": 1,
+                                       "examples_per_request": 3, "tasks_per_request": 12, "prompt": "p", "prompt_sha256": "x"})
+    write_json(tmp_path / "dedup.json", {"kept": 2, "threshold": 0.7, "policy": "keep-first", "candidates": 2})
+    dataset_card(tmp_path / "card.md", dataset="d", seeds_path=tmp_path / "seeds.jsonl", summary_path=tmp_path / "gen.json",
+                 rejects_path=tmp_path / "rejects.jsonl", report_path=tmp_path / "dedup.json",
+                 responses_path=tmp_path / "responses.jsonl", seed_sources=["seeds.json"], responder={"name": "r"})
+    assert "| of which cut at the teacher's max_tokens (the reply's last task, dropped) | 1 |" in (tmp_path / "card.md").read_text()
+
+
 def test_fields_reply_and_failed_call():
     text = "Type: Chat\nTopic: Neurology\nView: Nurse\nDifficulty: 3\nInstruction: Explain how to assess a GCS score.\nInput: <noinput>\n"
     tasks, rejects = parse_replies(

@@ -12,7 +12,9 @@ from ..published import fetch, url_of
 log = logging.getLogger("alpacare")
 
 # Where a model working in the Alpaca template starts a block of its own: generation stops there.
-ALPACA_STOPS = ("\n### Instruction", "\n### Input", "\n### Response")
+# Only a line that opens a block as the template writes it, colon included: an answer with its
+# own heading ("### Response to treatment") goes on.
+ALPACA_STOPS = ("\n### Instruction:", "\n### Input:", "\n### Response:")
 
 
 def import_outputs(testset_path, out, *, generator, import_url) -> None:

@@ -91,6 +91,7 @@ def generate_tasks(seeds_path, out_tasks, out_rejects, out_summary=None, *, teac
             "tasks_per_request": tasks_per_request, "request_cap": requests, "target_tasks": target_tasks,
             "requests": issued, "rounds": rounds, "failed_calls": sum(not r.ok for _, r in pairs),
             "tasks": len(tasks), "rejects": len(rejects),
+            "truncated_replies": sum(reason_kind(r["reason"]) == selfinstruct.TRUNCATED for r in rejects),
             "reject_reasons": dict(Counter(reason_kind(r["reason"]) for r in rejects).most_common()),
             "surviving_dedup": deduper.kept_count() if deduper else None,
         })
