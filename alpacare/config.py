@@ -91,6 +91,8 @@ def check_references(config: dict, source: str = "config") -> None:
     if si.get("prompting") == "fields" and config["llms"][si["teacher"]]["provider"] != "local":
         raise ConfigError(f"{source}: 'selfinstruct.prompting': fields (constrained decoding) needs a local teacher; "
                           "API teachers use prompting: list")
+    if si.get("prompt") == "alpacare-official" and si.get("prompting") == "fields":
+        raise ConfigError(f"{source}: 'selfinstruct.prompt': alpacare-official is AlpaCare's list prompt; it needs prompting: list")
     for name, spec in config.get("datasets", {}).items():
         if spec.get("source") == "selfinstruct" and "selfinstruct" not in config:
             raise ConfigError(f"{source}: 'datasets.{name}' comes from selfinstruct, but there is no 'selfinstruct' section")

@@ -1,4 +1,5 @@
 import pytest
+from alpacare import judge as judge_module
 
 from alpacare.judge import (build_requests, load_prompt, model_score, parse_reply, preference_from_logprobs, prompt_path,
                             reask, verdicts)
@@ -144,10 +145,10 @@ def judge_with_fake_api(tmp_path, api, out="v.jsonl", **kwargs):
 
     write_json(tmp_path / "m.json", outputs(["model says rest", "model says fluids"]))
     write_json(tmp_path / "r.json", outputs(["reference says see a doctor", "reference says call 911"]))
+    spec = kwargs.pop("spec", {"provider": "openai", "model": "judge-model", "base_url": api.openai_url, "keyless": True})
     judge_outputs(tmp_path / "m.json", tmp_path / "r.json", tmp_path / out, judge_name="fake", method="reply",
-                  tie_margin=0.0, spec={"provider": "openai", "model": "judge-model", "base_url": api.openai_url, "keyless": True},
-                  settings={"cache": str(tmp_path / "cache.sqlite"), "max_retries": 0}, model_dir=None,
-                  **{"max_tokens": 16, **kwargs})
+                  tie_margin=0.0, spec=spec, settings={"cache": str(tmp_path / "cache.sqlite"), "max_retries": 0},
+                  model_dir=None, **{"max_tokens": 16, **kwargs})
     return read_jsonl(tmp_path / out)
 
 
@@ -185,3 +186,61 @@ def test_each_verdict_row_names_the_model_the_api_reported(tmp_path):
         api.snapshots["judge-model"] = "judge-model-2025-06-01"   # the alias asked for resolves to a snapshot
         rows = judge_with_fake_api(tmp_path, api, reasks=0)
     assert rows and {r["judge_model"] for r in rows} == {"judge-model-2025-06-01"}
+
+
+# --- AlpaCare's own prompts (alpacare-official), served from a local mirror -----------------
+
+@pytest.fixture
+def official(mirror, monkeypatch):
+    from conftest import mirror_from_snapshot
+
+    base, root = mirror
+    for family in judge_module.OFFICIAL_PROMPTS.values():
+        for ref in family.values():
+            mirror_from_snapshot(root, ref)
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
+    return root
+
+
+def test_the_official_openai_prompt_is_filled_as_gpt_eval_filled_it(official, tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        judge_with_fake_api(tmp_path, api, reasks=0, prompt_file="alpacare-official")
+        first = api.requests[0]["body"]["messages"]
+    (system, user) = first
+    assert system == {"role": "system", "content": "You are a helpful instruction-following assistant that prints the best "
+                                                   "model by selecting the best outputs for a given instruction."}
+    text = user["content"]
+    assert text.startswith("Select the output (a) or (b) that better matches the given instruction.")
+    assert text.endswith("## Which is the better choice, Output (a) or Output (b), or is it a Tie?\n")  # the file + "\n"
+    # reference first: the reference is output (a), the model output (b)
+    assert "## Output (a):\nreference says see a doctor\n\n## Output (b):\nmodel says rest\n" in text
+    assert "{output_1}" not in text and "{instruction}" not in text
+
+
+def test_the_official_anthropic_prompt_is_the_human_turn(official, tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        judge_with_fake_api(tmp_path, api, reasks=0, prompt_file="alpacare-official",
+                            spec={"provider": "anthropic", "model": "claude-x", "base_url": api.url, "keyless": True})
+        body = api.requests[0]["body"]
+    [message] = body["messages"]
+    assert "system" not in body and message["role"] == "user"
+    assert message["content"].startswith("Select the output (a) or (b)")   # without the legacy "Human: "
+    assert message["content"].endswith("##  Which is the better choice, Output (a) or Output (b), or is it a Tie?")
+    assert "Assistant:" not in message["content"] and "model says rest" in message["content"]
+
+
+def test_an_altered_official_prompt_is_refused(official, tmp_path):
+    from alpacare.published import PublishedError, resolve
+
+    served = official / resolve("alpacare:prompt/alpaca_eval_chat_gpt.txt").url.removeprefix("https://")
+    original = served.read_bytes()
+    try:
+        served.write_bytes(original.replace(b"Tie", b"Draw"))
+        with pytest.raises(PublishedError, match="refusing"):
+            judge_module.official_prompt("openai")
+    finally:
+        served.write_bytes(original)

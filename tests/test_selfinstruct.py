@@ -328,3 +328,62 @@ def test_selfinstruct_rules_card_and_statistics(tmp_path, monkeypatch):
     assert "round 1: requests 0-0" in log and "round 2: requests 1-1" in log
     training = json.loads((r / "data/medinstruct.json").read_text())
     assert len(training) == 5 and {"type", "topic", "view", "difficulty"} <= set(training[0])
+
+
+# --- AlpaCare's own generation prompt (alpacare-official) -------------------------------------
+
+ALPACARE_REPLY = """ Open Q&A
+Topic: Cardiology
+View: Patient
+Difficulty: 2
+Instruction: Why does my doctor want me to cut down on salt?
+Input: <noinput>
+###
+5. Type: Summarization
+Topic: Oncology
+View: Clinician
+Difficulty: 4
+Instruction: Summarize the pathology report.
+Input: Invasive ductal carcinoma, grade 2, margins clear.
+###
+6 . Type: Chat
+"""
+
+
+def test_a_reply_in_alpacares_layout_is_parsed():
+    tasks, rejects = parse_replies([((0, 0), Response(text=ALPACARE_REPLY))], "list", layout="alpacare")
+    assert [(t["type"], t["instruction"]) for t in tasks] == [("Open Q&A", "Why does my doctor want me to cut down on salt?"),
+                                                             ("Summarization", "Summarize the pathology report.")]
+    assert [r["reason"].split(":")[0] for r in rejects] == ["missing field(s)"]   # "6 . Type: Chat" and nothing more
+
+
+def test_the_official_generation_prompt_is_built_as_alpacares_script_built_it(api, tmp_path, mirror, monkeypatch):
+    import re
+
+    from alpacare.selfinstruct import OFFICIAL_PROMPT, OFFICIAL_SYSTEM, sample_examples
+    from conftest import mirror_from_snapshot
+
+    base, root = mirror
+    for ref in (OFFICIAL_PROMPT, OFFICIAL_SYSTEM):
+        mirror_from_snapshot(root, ref)
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
+    write_jsonl("seeds.jsonl", SEEDS)
+    generate_tasks("seeds.jsonl", "raw.jsonl", "rejects.jsonl", "generation.json", teacher="gpt-4",
+                   spec=dict(served(api), model="gpt-4"), settings={"cache": str(tmp_path / "cache.sqlite")}, model_dir=None,
+                   prompting="list", run_seed=5, requests=1, examples_per_request=3, tasks_per_request=12,
+                   sampling={"temperature": 1.0, "top_p": 1.0, "presence_penalty": 1.5, "max_tokens": 3072},
+                   prompt_path="alpacare-official", system_path="alpacare-official")
+    body = api.requests[0]["body"]
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": "Your objective is to generate diverse medical-related tasks."}
+    text = user["content"]
+    assert text.startswith("Here are the requirements:\n1. Ensure that all tasks are related to the medical domain.")
+    assert "Start each new task with '###'.\n\nList of 12 tasks:\n###\n1. Type: " in text
+    assert text.endswith("\n###\n4. Type:") and body["stop"] == ["###\n16"]
+    # the fake teacher echoes the prompt: its three examples come back in AlpaCare's layout and parse
+    examples = sample_examples(SEEDS, 5, 0, 3)
+    assert [t["instruction"] for t in read_jsonl("raw.jsonl")] == [
+        re.sub(r"\s+", " ", e["instruction"]).strip().rstrip(":") for e in examples]
+    summary = read_json("generation.json")
+    assert summary["layout"] == "alpacare" and summary["prompt"].endswith("/prompt/instrcution_prompt.txt")
+    assert summary["system_prompt"].endswith("/task_output_generation/task_generation.py")
