@@ -77,6 +77,9 @@ def check_references(config: dict, source: str = "config") -> None:
             defined = ", ".join(sorted(config.get(kind, {}))) or "none"
             raise ConfigError(f"{source}: '{where}' names {kind[:-1]} '{name}', which is not defined under '{kind}' (defined: {defined})")
 
+    for name, spec in config.get("backbones", {}).items():
+        if "adapter" in spec and "hf" not in spec:
+            raise ConfigError(f"{source}: 'backbones.{name}.adapter': a LoRA adapter is merged into a hub base model (hf)")
     for name, spec in config.get("llms", {}).items():
         if spec["provider"] == "local":
             if "backbone" not in spec:
