@@ -40,6 +40,8 @@ rule generate:
         kind=lambda w: generator_plan(w.generator, w.testset)[0],
         plan=lambda w: generator_plan(w.generator, w.testset)[2],
         max_new_tokens=lambda w: None if generator_plan(w.generator, w.testset)[0] == "import" else config["generation"]["max_new_tokens"],
+        # prompt + output, for local models in the Alpaca template (chat and API models: max_new_tokens only)
+        max_length=lambda w: config["generation"].get("max_length") if generator_plan(w.generator, w.testset)[0] == "alpaca" else None,
     threads: model_threads("generate", generator_backbone)
     resources:
         **model_resources("generate", generator_backbone),
