@@ -207,16 +207,18 @@ def test_the_official_openai_prompt_is_filled_as_gpt_eval_filled_it(official, tm
 
     with FakeAPI() as api:
         judge_with_fake_api(tmp_path, api, reasks=0, prompt_file="alpacare-official")
-        first = api.requests[0]["body"]["messages"]
-    (system, user) = first
-    assert system == {"role": "system", "content": "You are a helpful instruction-following assistant that prints the best "
-                                                   "model by selecting the best outputs for a given instruction."}
-    text = user["content"]
-    assert text.startswith("Select the output (a) or (b) that better matches the given instruction.")
-    assert text.endswith("## Which is the better choice, Output (a) or Output (b), or is it a Tie?\n")  # the file + "\n"
-    # reference first: the reference is output (a), the model output (b)
-    assert "## Output (a):\nreference says see a doctor\n\n## Output (b):\nmodel says rest\n" in text
-    assert "{output_1}" not in text and "{instruction}" not in text
+        sent = [r["body"]["messages"] for r in api.requests]
+    assert len(sent) == 4 and all(len(m) == 2 for m in sent)
+    assert {m[0]["content"] for m in sent} == {"You are a helpful instruction-following assistant that prints the best "
+                                               "model by selecting the best outputs for a given instruction."}
+    texts = [m[1]["content"] for m in sent]
+    for text in texts:
+        assert text.startswith("Select the output (a) or (b) that better matches the given instruction.")
+        assert text.endswith("## Which is the better choice, Output (a) or Output (b), or is it a Tie?\n")  # the file + "\n"
+        assert "{output_1}" not in text and "{instruction}" not in text
+    # both orders: the reference as output (a), then as output (b)
+    assert sum("## Output (a):\nreference says see a doctor\n\n## Output (b):\nmodel says rest\n" in t for t in texts) == 1
+    assert sum("## Output (a):\nmodel says rest\n\n## Output (b):\nreference says see a doctor\n" in t for t in texts) == 1
 
 
 def test_the_official_anthropic_prompt_is_the_human_turn(official, tmp_path):
@@ -225,12 +227,14 @@ def test_the_official_anthropic_prompt_is_the_human_turn(official, tmp_path):
     with FakeAPI() as api:
         judge_with_fake_api(tmp_path, api, reasks=0, prompt_file="alpacare-official",
                             spec={"provider": "anthropic", "model": "claude-x", "base_url": api.url, "keyless": True})
-        body = api.requests[0]["body"]
-    [message] = body["messages"]
-    assert "system" not in body and message["role"] == "user"
-    assert message["content"].startswith("Select the output (a) or (b)")   # without the legacy "Human: "
-    assert message["content"].endswith("##  Which is the better choice, Output (a) or Output (b), or is it a Tie?")
-    assert "Assistant:" not in message["content"] and "model says rest" in message["content"]
+        bodies = [r["body"] for r in api.requests]
+    assert len(bodies) == 4 and not any("system" in body for body in bodies)
+    for body in bodies:
+        [message] = body["messages"]
+        assert message["role"] == "user" and message["content"].startswith("Select the output (a) or (b)")   # no "Human: "
+        assert message["content"].endswith("##  Which is the better choice, Output (a) or Output (b), or is it a Tie?")
+        assert "Assistant:" not in message["content"]
+    assert sum("model says rest" in body["messages"][0]["content"] for body in bodies) == 2   # both orders
 
 
 def test_an_altered_official_prompt_is_refused(official, tmp_path):
