@@ -24,6 +24,15 @@ FIELD_MAX_TOKENS = {"Type": 12, "Topic": 12, "View": 12, "Difficulty": 3, "Instr
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "selfinstruct"
 DEFAULT_PROMPT = {"list": "prompts/selfinstruct/list.txt", "fields": "prompts/selfinstruct/fields.txt"}
 
+# AlpaCare's own generation prompt (`prompt: alpacare-official`), downloaded by pinned commit: the
+# requirements file, and the script that writes the teacher's system prompt and lays the tasks out.
+# Tasks are laid out in a prompt and a reply in one of two layouts: "project" (a "### N" line, then
+# the six fields) or "alpacare" (utils.task_encode_prompt: a "###" line, then "N. Type: ..."; the
+# prompt ends with "N. Type:", so the reply begins with the next task's type).
+OFFICIAL = "alpacare-official"
+OFFICIAL_PROMPT = "alpacare:prompt/instrcution_prompt.txt"   # the repository's spelling
+OFFICIAL_SYSTEM = "alpacare:task_output_generation/task_generation.py"
+
 
 def load_template(path: str | Path) -> str:
     """A generation prompt template: text with `{examples}` (the seed tasks shown, as
@@ -87,18 +96,6 @@ def derived_seed(*parts) -> int:
 
 def sample_examples(seeds: list[dict], run_seed: int, request_index: int, k: int) -> list[dict]:
     return random.Random(derived_seed(run_seed, "examples", request_index)).sample(seeds, k)
-
-
-# AlpaCare's own generation prompt (`prompt: alpacare-official`), downloaded by pinned commit: the
-# requirements file, and the script that writes the teacher's system prompt and lays the tasks out
-OFFICIAL = "alpacare-official"
-OFFICIAL_PROMPT = "alpacare:prompt/instrcution_prompt.txt"   # the repository's spelling
-OFFICIAL_SYSTEM = "alpacare:task_output_generation/task_generation.py"
-
-# How tasks are laid out in a prompt and a reply. "project": a "### N" line, then the six fields.
-# "alpacare" (utils.task_encode_prompt): a "###" line, then "N. Type: ..."; the prompt ends with
-# "N. Type:", so the reply begins with the next task's type.
-LAYOUTS = ("project", "alpacare")
 
 
 def official_template(requirements: str) -> str:
