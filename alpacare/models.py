@@ -56,7 +56,33 @@ def download_hf(repo_id: str, revision: str | None, out_dir: str | Path) -> None
     patterns = weight_patterns(list_repo_files(repo_id, revision=revision))
     snapshot_download(repo_id, revision=revision, local_dir=tmp, allow_patterns=patterns)
     shutil.rmtree(tmp / ".cache", ignore_errors=True)   # huggingface_hub's download metadata, not the model
+    modern_llama_names(tmp)
     tmp.rename(out_dir)
+
+
+# class names of the first LLaMA conversions (transformers 4.27 dev, March 2023), which some of the
+# baselines' checkpoints still carry and today's transformers does not know
+_LEGACY_NAMES = {"LLaMAForCausalLM": "LlamaForCausalLM", "LLaMATokenizer": "LlamaTokenizer"}
+
+
+def modern_llama_names(model_dir: str | Path) -> list[str]:
+    """Rename legacy LLaMA class names in a downloaded checkpoint's config files (the weights are
+    untouched); returns the files changed."""
+    import json
+
+    changed = []
+    for name, key in (("config.json", "architectures"), ("tokenizer_config.json", "tokenizer_class")):
+        path = Path(model_dir) / name
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        value = data.get(key)
+        new = [_LEGACY_NAMES.get(v, v) for v in value] if isinstance(value, list) else _LEGACY_NAMES.get(value, value)
+        if new != value:
+            data[key] = new
+            path.write_text(json.dumps(data, indent=2) + "\n")
+            changed.append(name)
+    return changed
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> None:

@@ -74,3 +74,14 @@ def test_a_published_adapter_is_merged_into_one_model_directory(base_and_adapter
         plain = AutoModelForCausalLM.from_pretrained(base)(ids).logits
     assert torch.allclose(merged, reference, atol=1e-4)
     assert not torch.allclose(merged, plain, atol=1e-2)   # the adapter changed the model
+
+
+def test_legacy_llama_class_names_are_modernised(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LLaMAForCausalLM"], "model_type": "llama"}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LLaMATokenizer", "bos_token": "<s>"}))
+    assert models.modern_llama_names(tmp_path) == ["config.json", "tokenizer_config.json"]
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text()) == {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>"}
+    assert models.modern_llama_names(tmp_path) == []   # already modern: nothing rewritten
