@@ -77,6 +77,9 @@ def check_references(config: dict, source: str = "config") -> None:
             defined = ", ".join(sorted(config.get(kind, {}))) or "none"
             raise ConfigError(f"{source}: '{where}' names {kind[:-1]} '{name}', which is not defined under '{kind}' (defined: {defined})")
 
+    for name, spec in config.get("backbones", {}).items():
+        if "adapter" in spec and "hf" not in spec:
+            raise ConfigError(f"{source}: 'backbones.{name}.adapter': a LoRA adapter is merged into a hub base model (hf)")
     for name, spec in config.get("llms", {}).items():
         if spec["provider"] == "local":
             if "backbone" not in spec:
@@ -91,6 +94,8 @@ def check_references(config: dict, source: str = "config") -> None:
     if si.get("prompting") == "fields" and config["llms"][si["teacher"]]["provider"] != "local":
         raise ConfigError(f"{source}: 'selfinstruct.prompting': fields (constrained decoding) needs a local teacher; "
                           "API teachers use prompting: list")
+    if si.get("prompt") == "alpacare-official" and si.get("prompting") == "fields":
+        raise ConfigError(f"{source}: 'selfinstruct.prompt': alpacare-official is AlpaCare's list prompt; it needs prompting: list")
     for name, spec in config.get("datasets", {}).items():
         if spec.get("source") == "selfinstruct" and "selfinstruct" not in config:
             raise ConfigError(f"{source}: 'datasets.{name}' comes from selfinstruct, but there is no 'selfinstruct' section")

@@ -30,6 +30,7 @@ from .io import read_jsonl, read_records
 from .ledger import cost_usd
 from .llm import Request, make_provider
 from .llm.cache import cache_key
+from .published import PublishedError
 from .testsets import normalize_testset
 
 CHAT_OVERHEAD = (4, 3)  # tokens per message, and to prime the reply (OpenAI's chat format)
@@ -179,14 +180,21 @@ class Forecast:
             seeds = load_seeds([str(self.root / "seeds/medical_seed_tasks.json")])
         teacher, responder = si["teacher"], si["responder"]
         prompting = si["prompting"]
-        template = selfinstruct.load_template(self.root / (si.get("prompt") or selfinstruct.DEFAULT_PROMPT[prompting]))
-        system = selfinstruct.read_prompt(self.root / si["system_prompt"]) if prompting == "list" and si.get("system_prompt") else None
+        local = lambda f: f if f in (None, selfinstruct.OFFICIAL) else str(self.root / f)  # noqa: E731
+        prompt, system = si.get("prompt") or selfinstruct.DEFAULT_PROMPT[prompting], si.get("system_prompt")
+        try:
+            prompts, inputs = selfinstruct.generation_prompts(local(prompt), local(system), prompting), "exact"
+        except PublishedError:  # AlpaCare's own prompts cannot be fetched here: the project's paraphrases stand in
+            prompts = selfinstruct.generation_prompts(local(selfinstruct.DEFAULT_PROMPT[prompting]),
+                                                      local("prompts/selfinstruct/teacher_system.txt"), prompting)
+            inputs = "estimate: offline, the project's paraphrase stands in for alpacare-official"
         if self.missing("results/selfinstruct/tasks.raw.jsonl"):
             tagged = selfinstruct.build_requests(
                 seeds, model=self.model_id(teacher), prompting=prompting, run_seed=self.config["run_seed"],
                 requests=si["requests"], examples_per_request=si["examples_per_request"],
-                tasks_per_request=si["tasks_per_request"], sampling=dict(si["sampling"]), template=template, system=system)
-            self.add("generate_tasks", teacher, [r for _, r in tagged])
+                tasks_per_request=si["tasks_per_request"], sampling=dict(si["sampling"]), template=prompts["template"],
+                system=prompts["system"], layout=prompts["layout"])
+            self.add("generate_tasks", teacher, [r for _, r in tagged], inputs=inputs)
         if self.missing("results/selfinstruct/responses.jsonl"):
             sampling = dict(si["response_sampling"])
             model = self.model_id(responder)

@@ -7,7 +7,8 @@ intervals, position bias) lives in alpacare.winrates, so a report-only edit reru
 Verdict rows (results/verdicts/.../{model}.jsonl): one per (item, order) with `reply` (the last
 reply), `replies` (every attempt, when re-asked), `preference` ('a', 'b', 'tie' or null),
 `model_score` (1, 0.5, 0 or null), `invalid` (no verdict after the re-asks, or a failed call),
-and for log-prob judges `logprobs` and `model_margin`."""
+`judge_model` (the model the API named in its reply: the snapshot that judged; null for local
+judges), and for log-prob judges `logprobs` and `model_margin`."""
 
 from __future__ import annotations
 
@@ -32,6 +33,51 @@ _JOINED = re.compile(r"^" + _SEPARATORS + r"(?:output\s*\(?\s*[ab]\b|tie\b)", re
 _JOINED_BEFORE = re.compile(r"output\s*\(?\s*[ab]\s*\)?" + _SEPARATORS + r"$", re.IGNORECASE)
 _BARE = re.compile(r"^\s*\(?([ab])\)?\s*\.?\s*$", re.IGNORECASE)
 _QUOTE_CONTEXT = 24  # characters either side of a verdict phrase checked against the candidates' text
+
+
+# AlpaCare's own judge prompts (alpaca_eval's pairwise prompt, `prompt: alpacare-official`), one per API
+# family, downloaded by pinned commit; gpt_eval.py holds the system prompt it sent with the OpenAI one
+OFFICIAL = "alpacare-official"
+OFFICIAL_PROMPTS = {
+    "openai": {"user": "alpacare:prompt/alpaca_eval_chat_gpt.txt", "system": "alpacare:evaluation/gpt_eval.py"},
+    "anthropic": {"user": "alpacare:prompt/alpaca_eval_anthropic.txt"},
+}
+# the Anthropic file is a legacy completion prompt: "Human: <prompt>\n\nAssistant:"
+_LEGACY_TURNS = re.compile(r"\s*Human:\s?(?P<human>.*?)\s*Assistant:\s*", re.DOTALL)
+
+
+def official_refs(provider: str) -> dict[str, str]:
+    """The published files of the official prompt for a judge's provider (local and
+    OpenAI-compatible judges take the OpenAI one: a chat model)."""
+    return OFFICIAL_PROMPTS["anthropic" if provider == "anthropic" else "openai"]
+
+
+def official_prompt(provider: str) -> dict:
+    """{system, user, reask} from AlpaCare's files as evaluation/gpt_eval.py and anthropic_eval.py
+    fill them: the file's text plus a newline, {output_1}/{output_2} the outputs shown as (a)
+    and (b). The Anthropic file's Human turn is the user message of today's Messages API, which
+    begins the Assistant turn itself. AlpaCare re-asked nothing; with `reasks` above 0 the
+    project's reminder (prompts/judge/pairwise.yaml) is the follow-up."""
+    from .published import fetch_bytes, script_string
+
+    refs = official_refs(provider)
+    text = fetch_bytes(refs["user"]).decode("utf-8") + "\n"
+    if provider == "anthropic":
+        turns = _LEGACY_TURNS.fullmatch(text)
+        if not turns:
+            raise ValueError(f"{refs['user']}: not a 'Human: ... Assistant:' prompt")
+        text = turns["human"]
+    user = text.replace("{output_1}", "{output_a}").replace("{output_2}", "{output_b}")
+    missing = [p for p in ("{instruction}", "{output_a}", "{output_b}") if p not in user]
+    if missing:
+        raise ValueError(f"{refs['user']}: lacks the placeholder(s) {', '.join(missing)}")
+    system = script_string(refs["system"], "system_prompt", fetch_bytes(refs["system"])) if "system" in refs else None
+    return {"system": system, "user": user, "reask": load_prompt(prompt_path(DEFAULT_PROMPT))["reask"]}
+
+
+def resolve_prompt(prompt: str | Path, provider: str) -> dict:
+    """A judge's prompt: AlpaCare's own (alpacare-official) or a YAML file (a name or a path)."""
+    return official_prompt(provider) if str(prompt) == OFFICIAL else load_prompt(prompt_path(str(prompt)))
 
 
 def prompt_path(name: str) -> Path:
@@ -160,7 +206,8 @@ def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict |
         else:
             preference = parse_reply(response.text, (candidates or {}).get((item_id, order), ()))
         row = {"id": item_id, "order": order, "reply": response.text, "preference": preference,
-               "model_score": model_score(preference, order), "invalid": preference is None}
+               "model_score": model_score(preference, order), "invalid": preference is None,
+               "judge_model": response.model}
         if len(attempts) > 1:
             row["replies"] = [r.text for r in attempts]
         if response.choice_logprobs is not None:

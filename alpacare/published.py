@@ -54,6 +54,9 @@ FILES = {
         "prompt/alpaca_eval_anthropic.txt": ("a36681b0884435fd2aed67d7f6fde9dfa5d372c8", "b11eabf5b87c856c379e849db035fc3caf67cb8229b265dc2553e5e71cd38495"),
         "prompt/alpaca_eval_chat_gpt.txt": ("c8b2cb8eadc18526d61f41f4f79308d92c7c8fce", "c668196c3357383c3a8f5c8b5b61c5a4c254df400e5e04087d8913c83e629b8e"),
         "prompt/instrcution_prompt.txt": ("dd43aa19c96005309c361bcaa5aefafd4ae7f35e", "dec6efc58a66de03094355e4e185bf2cb091ca22d058efb07c51c14b696df50a"),
+        # the scripts that fill the prompts, read for their system prompts (alpacare-official)
+        "evaluation/gpt_eval.py": ("0b1e0edaa19dac3b721d0a864a45de656ad9f04b", "18a342baf5e99aa80ce75560ce82e33d33ce49489e9db558735d3dcca3a68910"),
+        "task_output_generation/task_generation.py": ("2dbc0df696e42aed4c21cd9d0b7f3c98140cc810", "d4994d5c859d722b296f75519a9eb1a868d7b6955fff1318b79782ff1b7c6300"),
         "data/reference_outputs/claude-2/iCliniq_output.jsonl": ("e539c1fef88606f4f9f80d26ab74c33985243fcf", "6d2894827b6c8c41f97f7b2b11c90b00718b68830c298e6340861e1c51c91609"),
         "data/reference_outputs/claude-2/medsi_output.jsonl": ("2eb7681170550d125d03dd0e425b4ae3319830f2", "5588699ebe7af791753217d829285b9911f09a29a3164ec9b91379d7c739bdab"),
         "data/reference_outputs/gpt-3.5-turbo/iCliniq_output.jsonl": ("118a4c50dfc779d4bcf76ad9f11d5f44cff306b4", "5a430f6361e92140b53c65777b40421c3882d76e1e4f57d83cdb2e558a4de1ab"),
@@ -126,6 +129,15 @@ _REFERENCE = re.compile(r"^(?P<source>[a-z][a-z_]*):(?P<path>[^/].*)$")
 
 class PublishedError(ValueError):
     pass
+
+
+def script_string(ref: str, name: str, data: bytes) -> str:
+    """The string a published script assigns to `name` (`system_prompt = "..."`): AlpaCare keeps
+    its system prompts inside its scripts, not in its prompt files."""
+    found = re.search(rf"""\b{re.escape(name)}\s*=\s*(["'])(.+?)\1""", data.decode("utf-8"))
+    if not found:
+        raise PublishedError(f"{ref}: assigns no string to {name}; the pinned script is not the one expected")
+    return found.group(2)
 
 
 @dataclass(frozen=True)

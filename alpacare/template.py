@@ -39,3 +39,21 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     that would also append EOS must not end the prompt."""
     ids = tokenizer.encode(text, add_special_tokens=False)
     return [tokenizer.bos_token_id] + ids if adds_bos(tokenizer) else ids
+
+
+def encode_continuation(tokenizer, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, continuation ids) exactly as training tokenized a prompt and the target
+    that follows it (Stanford Alpaca's recipe, AlpaCare's and medAlpaca's checkpoints): the
+    whole text encoded once, BOS first where the tokenizer adds one, split where the prompt's
+    own tokens end. Encoding the continuation apart differs for a sentencepiece (LLaMA)
+    tokenizer: it gets a word-start marker of its own ("(A)" after "### Response:" becomes
+    "▁(" instead of "("), and a token spanning the boundary is split; byte-level BPE
+    (SmolLM2) hides both. A token that spans the boundary counts as the continuation's."""
+    whole = encode_prompt(tokenizer, prompt + continuation)
+    alone = encode_prompt(tokenizer, prompt)
+    shared = 0
+    while shared < min(len(whole), len(alone)) and whole[shared] == alone[shared]:
+        shared += 1
+    if shared == len(whole):
+        raise ValueError(f"the continuation {continuation!r} adds no token to the prompt")
+    return whole[:shared], whole[shared:]

@@ -5,8 +5,7 @@ def generator_plan(name, testset):
     """How a generator yields outputs for a test set: (kind, inputs, params, code modules)."""
     spec = config["generators"][name]
     if testset in spec.get("import", {}):
-        where = spec["import"][testset]   # the pin in params: a new checksum reimports (published.py is no code input)
-        return "import", {}, {"import_url": where, "pin": published.params(where)}, ("stages.generate", "outputs", "io")
+        return "import", {}, {"import_url": spec["import"][testset]}, ("stages.generate", "outputs", "io")
     llm_code = ("stages.generate", "stages.common", "outputs", "template", "data", "llm", "checkpoints")
     if "llm" in spec:
         llm = config["llms"][spec["llm"]]
@@ -21,6 +20,13 @@ def generator_plan(name, testset):
     if config["generation"]["backend"] != "transformers":
         local["backend"] = config["generation"]["backend"]
     return spec.get("template", "alpaca"), {"model": model_dir}, {"spec": local}, llm_code
+
+
+def import_pin(name, testset):
+    """An imported file's pin, as a param of its own (the job does not read it): a new checksum
+    reimports (published.py is no code input)."""
+    where = config["generators"][name].get("import", {}).get(testset)
+    return published.params(where) if where else {}
 
 
 rule generate:
@@ -39,7 +45,10 @@ rule generate:
     params:
         kind=lambda w: generator_plan(w.generator, w.testset)[0],
         plan=lambda w: generator_plan(w.generator, w.testset)[2],
+        pin=lambda w: import_pin(w.generator, w.testset),
         max_new_tokens=lambda w: None if generator_plan(w.generator, w.testset)[0] == "import" else config["generation"]["max_new_tokens"],
+        # prompt + output, for local models in the Alpaca template (chat and API models: max_new_tokens only)
+        max_length=lambda w: config["generation"].get("max_length") if generator_plan(w.generator, w.testset)[0] == "alpaca" else None,
     threads: model_threads("generate", generator_backbone)
     resources:
         **model_resources("generate", generator_backbone),

@@ -1,10 +1,24 @@
 # Pairwise judging of a model's outputs against a reference's, in both orders.
 
 
+from alpacare import judge as judging
+
+
 def judge_prompt_file(name):
-    """The judge's prompt file, relative to the project: a name under prompts/judge/ or a path."""
+    """The judge's prompt file, relative to the project: a name under prompts/judge/ or a path;
+    none for AlpaCare's own prompt (alpacare-official), which the job downloads."""
     prompt = config["judges"][name]["prompt"]
-    return prompt if prompt.endswith((".yaml", ".yml")) else f"prompts/judge/{prompt}.yaml"
+    if prompt == judging.OFFICIAL:
+        return {}
+    return {"prompt": prompt if prompt.endswith((".yaml", ".yml")) else f"prompts/judge/{prompt}.yaml"}
+
+
+def judge_official_pins(name):
+    """The published files of an alpacare-official judge prompt: a new pin reruns its verdicts."""
+    if config["judges"][name]["prompt"] != judging.OFFICIAL:
+        return {}
+    provider = config["llms"][config["judges"][name]["llm"]]["provider"]
+    return {role: published.params(ref) for role, ref in judging.official_refs(provider).items()}
 
 
 def judge_settings(name):
@@ -21,7 +35,7 @@ rule judge:
             lambda w: {
                 "model": f"results/outputs/{w.model}/{w.testset}.json",
                 "reference": f"results/outputs/{w.reference}/{w.testset}.json",
-                "prompt": judge_prompt_file(w.judge),
+                **judge_prompt_file(w.judge),
                 **llm_inputs(config["judges"][w.judge]["llm"], key="judge_model"),
             }
         ),
@@ -34,6 +48,7 @@ rule judge:
     params:
         judge=lambda w: judge_settings(w.judge),
         spec=lambda w: public(config["llms"][config["judges"][w.judge]["llm"]]),
+        official_prompt=lambda w: judge_official_pins(w.judge),
     threads: model_threads("judge", judge_backbone)
     resources:
         **model_resources("judge", judge_backbone),

@@ -1,4 +1,6 @@
 # Self-instruct: seed tasks -> generated tasks -> deduplicated tasks -> responses (+ the dataset card).
+from alpacare.selfinstruct import OFFICIAL as selfinstruct_official, OFFICIAL_PROMPT, OFFICIAL_SYSTEM
+
 SI = config.get("selfinstruct", {})
 SI_DEDUP = SI.get("dedup", {})
 
@@ -9,8 +11,16 @@ def si_prompt():
 
 
 def si_files(**files):
-    """Named input files, leaving out the ones a config switched off (null)."""
-    return {k: v for k, v in files.items() if v}
+    """Named input files, leaving out the ones a config switched off (null) and AlpaCare's own
+    prompts (alpacare-official), which the job downloads: their pins are the rule's params."""
+    return {k: v for k, v in files.items() if v and v != selfinstruct_official}
+
+
+def si_official_pins():
+    """The published files behind `alpacare-official` prompts: a new pin reruns generation."""
+    wanted = {"prompt": (si_prompt(), OFFICIAL_PROMPT),
+              "system": (SI.get("system_prompt") if SI.get("prompting") == "list" else None, OFFICIAL_SYSTEM)}
+    return {k: published.params(ref) for k, (value, ref) in wanted.items() if value == selfinstruct_official}
 
 
 rule generate_tasks:
@@ -35,6 +45,7 @@ rule generate_tasks:
         examples_per_request=SI.get("examples_per_request"),
         tasks_per_request=SI.get("tasks_per_request"),
         sampling=SI.get("sampling"),
+        official_prompts=si_official_pins(),
     threads: model_threads("selfinstruct", llm_backbone(SI.get("teacher")))
     resources:
         **model_resources("selfinstruct", llm_backbone(SI.get("teacher"))),
@@ -104,7 +115,7 @@ rule dataset_card:
         rejects="results/selfinstruct/rejects.jsonl",
         report="results/selfinstruct/dedup_report.json",
         responses="results/selfinstruct/responses.jsonl",
-        code=code("stages.stats", "stats", "data", "seeds"),
+        code=code("stages.stats", "stats", "data", "seeds", "selfinstruct"),
     output:
         "results/data/{dataset}.card.md",
     params:

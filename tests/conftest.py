@@ -97,3 +97,31 @@ def mirror(tmp_path_factory):
     base, server = serve(root)
     yield base, root
     server.shutdown()
+
+
+def snapshot_dir(source: str) -> Path:
+    """Where a git snapshot of a published source's repository may be (read-only, no work tree):
+    ALPACARE_SNAPSHOTS/<owner>+<name>/repo."""
+    from alpacare.published import SOURCES
+
+    return Path(os.environ.get("ALPACARE_SNAPSHOTS", "/work/.mirror")) / SOURCES[source].repo.replace("/", "+") / "repo"
+
+
+def mirror_from_snapshot(root: Path, ref: str) -> Path:
+    """Serve the published file `ref` through the `mirror` fixture's folder, read from its
+    repository's git snapshot at the pinned commit (small files the reference folder lacks,
+    such as AlpaCare's prompts; never copied into the project). Skips without the snapshot."""
+    import subprocess
+
+    from alpacare.published import SOURCES, resolve
+
+    pin = resolve(ref)
+    source, path = ref.split(":", 1)
+    shown = subprocess.run(["git", "-C", str(snapshot_dir(source)), "show", f"{SOURCES[source].commit}:{path}"],
+                           capture_output=True)
+    if shown.returncode != 0:
+        pytest.skip(f"no git snapshot of {SOURCES[source].repo} with {path} at {snapshot_dir(source)}")
+    dest = root / pin.url.removeprefix("https://")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(shown.stdout)
+    return dest

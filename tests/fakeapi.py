@@ -9,6 +9,7 @@
 
     api.inject_faults(0.2, seed=1)               # 20 % of requests meet a random transport fault
     api.outage = 500                             # every request fails with this status
+    api.snapshots["gpt-x"] = "gpt-x-2025-01-01"  # the model a reply names for the one asked for
 
 Endpoints: POST /v1/chat/completions, /v1/completions (OpenAI) and /v1/messages (Anthropic).
 The reply is "echo: " + the last user message (or the prompt), cut at the first stop
@@ -82,7 +83,7 @@ def count(*texts: str) -> int:
     return sum(len(t.split()) for t in texts)
 
 
-def openai_reply(path: str, body: dict) -> tuple[int, dict]:
+def openai_reply(path: str, body: dict, snapshots: dict | None = None) -> tuple[int, dict]:
     model = body.get("model")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if path == "/v1/chat/completions":
@@ -109,7 +110,7 @@ def openai_reply(path: str, body: dict) -> tuple[int, dict]:
         "id": prefix + uuid.uuid4().hex[:12],
         "object": obj,
         "created": int(time.time()),
-        "model": model,
+        "model": (snapshots or {}).get(model, model),   # like the real APIs: the snapshot that answered
         "system_fingerprint": "fp_fake",
         "choices": [choice],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -117,7 +118,7 @@ def openai_reply(path: str, body: dict) -> tuple[int, dict]:
     }
 
 
-def anthropic_reply(body: dict) -> tuple[int, dict]:
+def anthropic_reply(body: dict, snapshots: dict | None = None) -> tuple[int, dict]:
     model, messages = body.get("model"), body.get("messages")
     if not model or not messages or not isinstance(body.get("max_tokens"), int):
         return 400, anthropic_error(400, "model, messages and max_tokens are required")
@@ -131,7 +132,7 @@ def anthropic_reply(body: dict) -> tuple[int, dict]:
         "id": "msg_" + uuid.uuid4().hex[:12],
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": (snapshots or {}).get(model, model),   # like the real APIs: the snapshot that answered
         "content": [{"type": "text", "text": text}],
         "stop_reason": "max_tokens" if truncated else "stop_sequence" if hit else "end_turn",
         "stop_sequence": hit,
@@ -155,6 +156,7 @@ class FakeAPI:
         self.delay = delay  # seconds to wait before each reply (latency, or to provoke client timeouts)
         self.hang_seconds = 5.0  # a "hang" fault holds the connection this long, then drops it
         self.outage: int | None = None  # answer every request with this status
+        self.snapshots: dict[str, str] = {}  # requested model -> the model the reply names (an alias resolved)
         self._fault_rate = 0.0
         self._fault_kinds = FAULTS
         self._rng = random.Random(0)
@@ -227,7 +229,7 @@ class FakeAPI:
             return 404, {}, error(404, f"no such endpoint: {path}")
         if not isinstance(body, dict):
             return 400, {}, error(400, "the body must be a JSON object")
-        status, reply = anthropic_reply(body) if is_anthropic else openai_reply(path, body)
+        status, reply = anthropic_reply(body, self.snapshots) if is_anthropic else openai_reply(path, body, self.snapshots)
         return status, {}, reply
 
 

@@ -23,7 +23,7 @@ def check_fails(config, *fragments):
 def test_shipped_configs_validate():
     assert load(ROOT / "config.yaml")["llm"]["cache"] == ".cache/llm.sqlite"
     paper = load(ROOT / "configs" / "paper.yaml")
-    assert len(paper["evaluation"]["models"]) == 8
+    assert sorted(paper["figures"]) == ["figure2", "figure3", "figure4", "figure5", "figure6"]
 
 
 def test_defaults_are_filled_in(default):
@@ -97,11 +97,22 @@ def test_names_must_be_wildcard_safe(default):
 
 def test_paper_grid_shape():
     paper = load(ROOT / "configs" / "paper.yaml")
-    assert set(paper["backbones"]) == {"llama-7b", "llama-13b", "llama-2-7b", "llama-2-13b"}
-    assert set(paper["evaluation"]["references"]) == {"text-davinci-003", "gpt-3.5-turbo", "gpt-4", "claude-2"}
-    assert set(paper["evaluation"]["judges"]) == {"gpt-3.5-turbo", "claude-2"}
-    assert set(paper["evaluation"]["testsets"]) == {"medinstruct-test", "icliniq", "alpacafarm"}
-    assert {m["data"][0]["dataset"] for m in paper["models"].values()} == {"medinstruct", "alpaca"}
+    assert {"llama-7b", "llama-13b", "llama-2-7b", "llama-2-13b"} <= set(paper["backbones"])
+    grids = [paper["evaluation"], *paper["figures"].values()]
+    assert {r for g in grids for r in g["references"]} == {"text-davinci-003", "gpt-3.5-turbo", "gpt-4", "claude-2"}
+    assert {j for g in grids for j in g["judges"]} == {"gpt-3.5-turbo", "claude-2"}
+    assert {t for g in grids for t in g["testsets"]} == {"medinstruct-test", "icliniq", "alpacafarm"}
+    assert {m["data"][0]["dataset"] for m in paper["models"].values()} == {"medinstruct-52k", "alpaca-52k", "medinstruct-selfinstruct"}
+
+
+def test_alpacares_own_generation_prompt_needs_list_prompting(default):
+    default["selfinstruct"]["prompt"] = "alpacare-official"   # the default run's teacher is local, prompting fields
+    check_fails(default, "selfinstruct.prompt", "prompting: list")
+
+
+def test_an_adapter_needs_a_hub_base(default):
+    default["backbones"]["smollm2-135m"]["adapter"] = {"hf": "org/adapter", "revision": "a" * 40}
+    check_fails(default, "backbones.smollm2-135m.adapter", "hub base model")
 
 
 def test_fields_prompting_needs_a_local_teacher(default):

@@ -137,3 +137,23 @@ def test_bad_test_set_rows_are_named():
 ])
 def test_generated_outputs_are_cut_where_the_model_starts_a_new_block(text, expected):
     assert cut_at_template_end(text) == expected
+
+
+def test_a_released_training_set_with_another_count_stops_the_job(mirror, monkeypatch, tmp_path):
+    """A training set fetched like the released ones (through ALPACARE_MIRROR) is checked against
+    the count its config states: MedInstruct-52k and Stanford Alpaca hold 52,002 records."""
+    import json
+
+    from alpacare.stages.dataset import build_dataset
+
+    base, root = mirror
+    served = root / "example.org" / "released" / "synthetic.json"
+    served.parent.mkdir(parents=True, exist_ok=True)
+    served.write_text(json.dumps([{"instruction": f"Task {n}", "input": "", "output": "Done."} for n in range(3)]))
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
+    spec = {"url": "https://example.org/released/synthetic.json"}
+    build_dataset(tmp_path / "ok.json", {**spec, "count": 3})
+    assert len(json.loads((tmp_path / "ok.json").read_text())) == 3
+    with pytest.raises(ValueError, match=r"synthetic.json: 3 records, but the config says this dataset has 52,002"):
+        build_dataset(tmp_path / "bad.json", {**spec, "count": 52002})
+    assert not (tmp_path / "bad.json").exists()

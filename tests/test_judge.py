@@ -1,4 +1,5 @@
 import pytest
+from alpacare import judge as judge_module
 
 from alpacare.judge import (build_requests, load_prompt, model_score, parse_reply, preference_from_logprobs, prompt_path,
                             reask, verdicts)
@@ -144,10 +145,10 @@ def judge_with_fake_api(tmp_path, api, out="v.jsonl", **kwargs):
 
     write_json(tmp_path / "m.json", outputs(["model says rest", "model says fluids"]))
     write_json(tmp_path / "r.json", outputs(["reference says see a doctor", "reference says call 911"]))
+    spec = kwargs.pop("spec", {"provider": "openai", "model": "judge-model", "base_url": api.openai_url, "keyless": True})
     judge_outputs(tmp_path / "m.json", tmp_path / "r.json", tmp_path / out, judge_name="fake", method="reply",
-                  tie_margin=0.0, spec={"provider": "openai", "model": "judge-model", "base_url": api.openai_url, "keyless": True},
-                  settings={"cache": str(tmp_path / "cache.sqlite"), "max_retries": 0}, model_dir=None,
-                  **{"max_tokens": 16, **kwargs})
+                  tie_margin=0.0, spec=spec, settings={"cache": str(tmp_path / "cache.sqlite"), "max_retries": 0},
+                  model_dir=None, **{"max_tokens": 16, **kwargs})
     return read_jsonl(tmp_path / out)
 
 
@@ -176,3 +177,74 @@ def test_failed_judge_calls_fail_the_job_after_the_rest_is_cached(tmp_path):
         rows = judge_with_fake_api(tmp_path, api, reasks=0, max_tokens=100)
         assert len(api.requests) == asked + 1  # only the failed call is asked again
     assert not any(r.get("error") for r in rows)
+
+
+def test_each_verdict_row_names_the_model_the_api_reported(tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        api.snapshots["judge-model"] = "judge-model-2025-06-01"   # the alias asked for resolves to a snapshot
+        rows = judge_with_fake_api(tmp_path, api, reasks=0)
+    assert rows and {r["judge_model"] for r in rows} == {"judge-model-2025-06-01"}
+
+
+# --- AlpaCare's own prompts (alpacare-official), served from a local mirror -----------------
+
+@pytest.fixture
+def official(mirror, monkeypatch):
+    from conftest import mirror_from_snapshot
+
+    base, root = mirror
+    for family in judge_module.OFFICIAL_PROMPTS.values():
+        for ref in family.values():
+            mirror_from_snapshot(root, ref)
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
+    return root
+
+
+def test_the_official_openai_prompt_is_filled_as_gpt_eval_filled_it(official, tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        judge_with_fake_api(tmp_path, api, reasks=0, prompt_file="alpacare-official")
+        sent = [r["body"]["messages"] for r in api.requests]
+    assert len(sent) == 4 and all(len(m) == 2 for m in sent)
+    assert {m[0]["content"] for m in sent} == {"You are a helpful instruction-following assistant that prints the best "
+                                               "model by selecting the best outputs for a given instruction."}
+    texts = [m[1]["content"] for m in sent]
+    for text in texts:
+        assert text.startswith("Select the output (a) or (b) that better matches the given instruction.")
+        assert text.endswith("## Which is the better choice, Output (a) or Output (b), or is it a Tie?\n")  # the file + "\n"
+        assert "{output_1}" not in text and "{instruction}" not in text
+    # both orders: the reference as output (a), then as output (b)
+    assert sum("## Output (a):\nreference says see a doctor\n\n## Output (b):\nmodel says rest\n" in t for t in texts) == 1
+    assert sum("## Output (a):\nmodel says rest\n\n## Output (b):\nreference says see a doctor\n" in t for t in texts) == 1
+
+
+def test_the_official_anthropic_prompt_is_the_human_turn(official, tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:
+        judge_with_fake_api(tmp_path, api, reasks=0, prompt_file="alpacare-official",
+                            spec={"provider": "anthropic", "model": "claude-x", "base_url": api.url, "keyless": True})
+        bodies = [r["body"] for r in api.requests]
+    assert len(bodies) == 4 and not any("system" in body for body in bodies)
+    for body in bodies:
+        [message] = body["messages"]
+        assert message["role"] == "user" and message["content"].startswith("Select the output (a) or (b)")   # no "Human: "
+        assert message["content"].endswith("##  Which is the better choice, Output (a) or Output (b), or is it a Tie?")
+        assert "Assistant:" not in message["content"]
+    assert sum("model says rest" in body["messages"][0]["content"] for body in bodies) == 2   # both orders
+
+
+def test_an_altered_official_prompt_is_refused(official, tmp_path):
+    from alpacare.published import PublishedError, resolve
+
+    served = official / resolve("alpacare:prompt/alpaca_eval_chat_gpt.txt").url.removeprefix("https://")
+    original = served.read_bytes()
+    try:
+        served.write_bytes(original.replace(b"Tie", b"Draw"))
+        with pytest.raises(PublishedError, match="refusing"):
+            judge_module.official_prompt("openai")
+    finally:
+        served.write_bytes(original)

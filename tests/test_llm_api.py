@@ -274,3 +274,12 @@ def test_concurrent_calls_share_one_client(kind, api, monkeypatch):
     assert texts == [f"echo: q{i}" for i in range(16)]
     assert len(api.requests) == 16
     assert len(built) == 1 and built[0]["max_retries"] == 0
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_the_response_names_the_model_the_api_reported(kind, api, monkeypatch):
+    provider = make(kind, api, monkeypatch)
+    api.snapshots["alias"] = "alias-2024-05-13"
+    response = provider.complete_one(Request.chat("alias", "hello", max_tokens=5))
+    assert response.model == "alias-2024-05-13"   # what answered, not what was asked for
+    assert api.requests[-1]["body"]["model"] == "alias"

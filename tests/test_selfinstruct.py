@@ -58,6 +58,35 @@ def test_list_reply_is_split_and_parsed_with_rejects_kept():
     assert "Name the bones of the forearm." in rejects[1]["raw"]  # the raw text is quarantined, not lost
 
 
+def test_a_reply_cut_at_max_tokens_loses_its_last_task_and_counts_it(tmp_path):
+    # the teacher stopped at max_tokens inside task 6: what it wrote still parses as a task
+    cut = LIST_REPLY.split("### 6")[0] + "### 6\nType: Open Q&A\nTopic: Oncology\nView: Clinician\nDifficulty: 3\n" \
+        "Instruction: Explain the next step after cycle 2 of\nInput: <noinput>"
+    tasks, rejects = parse_replies([((0, 0), Response(text=cut, finish_reason="length"))], "list")
+    assert [t["instruction"] for t in tasks] == ["Why does my doctor want me to cut down on salt?",
+                                                 "Answer the question and explain your choice."]
+    assert [r["reason"].split(":")[0] for r in rejects] == ["cut at max_tokens"]
+    assert "after cycle 2 of" in rejects[0]["raw"] and rejects[0]["block"] == 2
+    # the same reply ended by the model itself keeps all three
+    assert len(parse_replies([((0, 0), Response(text=cut))], "list")[0]) == 3
+
+    # the dataset card states how many tasks were cut
+    from alpacare.io import write_json, write_jsonl
+    from alpacare.stages.stats import dataset_card
+
+    write_jsonl(tmp_path / "seeds.jsonl", SEEDS[:3])
+    write_jsonl(tmp_path / "rejects.jsonl", rejects)
+    write_jsonl(tmp_path / "responses.jsonl", [{**t, "output": "Less salt lowers blood pressure."} for t in tasks])
+    write_json(tmp_path / "gen.json", {"rounds": 1, "request_cap": 1, "requests": 1, "failed_calls": 0, "tasks": 2,
+                                       "teacher": "t", "model": "m", "prompting": "list", "sampling": {}, "run_seed": 1,
+                                       "examples_per_request": 3, "tasks_per_request": 12, "prompt": "p", "prompt_sha256": "x"})
+    write_json(tmp_path / "dedup.json", {"kept": 2, "threshold": 0.7, "policy": "keep-first", "candidates": 2})
+    dataset_card(tmp_path / "card.md", dataset="d", seeds_path=tmp_path / "seeds.jsonl", summary_path=tmp_path / "gen.json",
+                 rejects_path=tmp_path / "rejects.jsonl", report_path=tmp_path / "dedup.json",
+                 responses_path=tmp_path / "responses.jsonl", seed_sources=["seeds.json"], responder={"name": "r"})
+    assert "| of which cut at the teacher's max_tokens (the reply's last task, dropped) | 1 |" in (tmp_path / "card.md").read_text()
+
+
 def test_fields_reply_and_failed_call():
     text = "Type: Chat\nTopic: Neurology\nView: Nurse\nDifficulty: 3\nInstruction: Explain how to assess a GCS score.\nInput: <noinput>\n"
     tasks, rejects = parse_replies(
@@ -299,3 +328,62 @@ def test_selfinstruct_rules_card_and_statistics(tmp_path, monkeypatch):
     assert "round 1: requests 0-0" in log and "round 2: requests 1-1" in log
     training = json.loads((r / "data/medinstruct.json").read_text())
     assert len(training) == 5 and {"type", "topic", "view", "difficulty"} <= set(training[0])
+
+
+# --- AlpaCare's own generation prompt (alpacare-official) -------------------------------------
+
+ALPACARE_REPLY = """ Open Q&A
+Topic: Cardiology
+View: Patient
+Difficulty: 2
+Instruction: Why does my doctor want me to cut down on salt?
+Input: <noinput>
+###
+5. Type: Summarization
+Topic: Oncology
+View: Clinician
+Difficulty: 4
+Instruction: Summarize the pathology report.
+Input: Invasive ductal carcinoma, grade 2, margins clear.
+###
+6 . Type: Chat
+"""
+
+
+def test_a_reply_in_alpacares_layout_is_parsed():
+    tasks, rejects = parse_replies([((0, 0), Response(text=ALPACARE_REPLY))], "list", layout="alpacare")
+    assert [(t["type"], t["instruction"]) for t in tasks] == [("Open Q&A", "Why does my doctor want me to cut down on salt?"),
+                                                             ("Summarization", "Summarize the pathology report.")]
+    assert [r["reason"].split(":")[0] for r in rejects] == ["missing field(s)"]   # "6 . Type: Chat" and nothing more
+
+
+def test_the_official_generation_prompt_is_built_as_alpacares_script_built_it(api, tmp_path, mirror, monkeypatch):
+    import re
+
+    from alpacare.selfinstruct import OFFICIAL_PROMPT, OFFICIAL_SYSTEM, sample_examples
+    from conftest import mirror_from_snapshot
+
+    base, root = mirror
+    for ref in (OFFICIAL_PROMPT, OFFICIAL_SYSTEM):
+        mirror_from_snapshot(root, ref)
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
+    write_jsonl("seeds.jsonl", SEEDS)
+    generate_tasks("seeds.jsonl", "raw.jsonl", "rejects.jsonl", "generation.json", teacher="gpt-4",
+                   spec=dict(served(api), model="gpt-4"), settings={"cache": str(tmp_path / "cache.sqlite")}, model_dir=None,
+                   prompting="list", run_seed=5, requests=1, examples_per_request=3, tasks_per_request=12,
+                   sampling={"temperature": 1.0, "top_p": 1.0, "presence_penalty": 1.5, "max_tokens": 3072},
+                   prompt_path="alpacare-official", system_path="alpacare-official")
+    body = api.requests[0]["body"]
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": "Your objective is to generate diverse medical-related tasks."}
+    text = user["content"]
+    assert text.startswith("Here are the requirements:\n1. Ensure that all tasks are related to the medical domain.")
+    assert "Start each new task with '###'.\n\nList of 12 tasks:\n###\n1. Type: " in text
+    assert text.endswith("\n###\n4. Type:") and body["stop"] == ["###\n16"]
+    # the fake teacher echoes the prompt: its three examples come back in AlpaCare's layout and parse
+    examples = sample_examples(SEEDS, 5, 0, 3)
+    assert [t["instruction"] for t in read_jsonl("raw.jsonl")] == [
+        re.sub(r"\s+", " ", e["instruction"]).strip().rstrip(":") for e in examples]
+    summary = read_json("generation.json")
+    assert summary["layout"] == "alpacare" and summary["prompt"].endswith("/prompt/instrcution_prompt.txt")
+    assert summary["system_prompt"].endswith("/task_output_generation/task_generation.py")

@@ -261,6 +261,68 @@ def test_loglik_matches_a_hand_computed_forward_pass(smollm2_dir, tmp_path, monk
         assert row["correct"] == (row["prediction"] == "A") and row["unanswered"] is False
 
 
+@pytest.fixture(scope="module")
+def sp_llama(tmp_path_factory):
+    from tiny_llama import build_sp_llama
+
+    return build_sp_llama(tmp_path_factory.mktemp("sp") / "llama")
+
+
+SCURVY = {"id": "q1", "step": "1", "question": "Which vitamin deficiency causes scurvy?",
+          "options": {"A": "Vitamin C", "B": "Vitamin D", "C": "Iron"}, "answer": "A"}
+
+
+@pytest.mark.parametrize("template_name", ["medalpaca", "plain"])
+def test_options_are_tokenized_with_the_prompt_as_training_tokenized_them(sp_llama, template_name):
+    """A sentencepiece (LLaMA) tokenizer: each option's continuation is the tail of prompt +
+    continuation encoded once, as Stanford Alpaca's training encoded prompt + target."""
+    from transformers import AutoTokenizer
+
+    from alpacare.template import encode_continuation, encode_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(sp_llama)
+    template = answers.load_template(ROOT / f"prompts/usmle/{template_name}.yaml")
+    prompt = answers.local_prompt(SCURVY, template)
+    assert prompt.endswith("### Response:" + template["answer_prefix"])   # the target follows the marker directly
+    apart_differs = False
+    for text in answers.continuations(SCURVY, template, chat=False):
+        prompt_ids, ids = encode_continuation(tokenizer, prompt, text)
+        assert prompt_ids + ids == encode_prompt(tokenizer, prompt + text)
+        assert prompt_ids[0] == tokenizer.bos_token_id and tokenizer.decode(ids).strip() == text.strip()
+        apart_differs |= ids != tokenizer.encode(text, add_special_tokens=False)
+    # "(A) Vitamin C" right after "### Response:" starts no new word: encoded on its own it gets "▁("
+    assert apart_differs == (template_name == "plain")
+
+
+@pytest.mark.xfail(strict=True, reason="the local provider (alpacare/llm/local.py, issue 18's file) still encodes each "
+                   "choice apart; wire template.encode_continuation into LocalProvider._score, then drop this mark")
+def test_loglik_scores_the_tokens_training_saw_with_a_sentencepiece_tokenizer(sp_llama, tmp_path, monkeypatch):
+    """The stage's log-probabilities against one forward pass over prompt + option encoded as
+    one text: what a LLaMA-family model trained on "### Response:" + target saw."""
+    from alpacare.checkpoints import load_model
+    from alpacare.stages.usmle import answer_by_loglik
+    from alpacare.template import encode_continuation
+
+    torch.set_num_threads(2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.jsonl").write_text(json.dumps(SCURVY) + "\n")
+    template_path = ROOT / "prompts/usmle/plain.yaml"
+    template = answers.load_template(template_path)
+    model, tokenizer = load_model(sp_llama)
+    by_hand = {}
+    for letter, text in zip("ABC", answers.continuations(SCURVY, template, chat=False)):
+        prompt_ids, ids = encode_continuation(tokenizer, answers.local_prompt(SCURVY, template), text)
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float(), dim=-1)
+        by_hand[letter] = sum(logprobs[len(prompt_ids) + j - 1, t].item() for j, t in enumerate(ids))
+    answer_by_loglik(tmp_path / "q.jsonl", template_path, tmp_path / "a.jsonl", generator="sp", kind="alpaca",
+                     spec={"provider": "local"}, settings={"cache": str(tmp_path / "cache.sqlite")},
+                     model_dir=sp_llama, normalisation="none")
+    (row,) = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    for letter in "ABC":
+        assert row["logprobs"][letter] == pytest.approx(by_hand[letter], abs=2e-3)
+
+
 def test_report_tables_and_figure(tmp_path):
     from alpacare.stages.usmle import make_usmle_report
 

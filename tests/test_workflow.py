@@ -131,25 +131,25 @@ def test_malformed_seed_names_file_item_and_field(tmp_path):
 
 
 EXPECTED_PAPER_JOBS = {
-    "backbone": 4,        # LLaMA-7B, LLaMA-13B, LLaMA-2-7B, LLaMA-2-13B
+    "backbone": 10,       # LLaMA 7B/13B, LLaMA-2 7B/13B, and the baselines' checkpoints: medAlpaca 7B/13B,
+                          # PMC-LLaMA 7B/13B, Baize-Healthcare (LLaMA-7B + its adapter), Alpaca-native
     "seeds": 1,
     "generate_tasks": 1,
     "dedup": 1,
     "respond": 1,
-    "dataset": 2,         # the generated set and Alpaca's
+    "dataset": 3,         # the released MedInstruct-52k and Alpaca 52k, and the regeneration (ablation)
     "dataset_card": 1,
-    "stats": 1,
-    "verbs": 1,
-    "finetune": 8,        # 4 backbones x 2 training sets
+    "stats": 2,           # the released MedInstruct-52k and the regeneration
+    "verbs": 2,
+    "finetune": 9,        # 4 backbones x 2 released training sets, plus the ablation
     "testset": 3,         # MedInstruct-test, iCliniq, AlpacaFarm
-    "generate": 24,       # 8 models x 3 test sets, on GPU nodes
-    "generate_api": 12,   # 4 references x 3 test sets (API calls or imported outputs)
-    "judge_api": 192,     # 2 API judges x 4 references x 3 test sets x 8 models
+    "generate": 42,       # Figures 2-6 and the ablation: 14 local generators, on GPU nodes
+    "generate_api": 15,   # imported: 4 references and ChatDoctor x 3 test sets
+    "judge_api": 228,     # Figures 2-6 (216 cells) and the ablation (12)
     "report": 1,
     "usmle_questions": 1,
-    "usmle_generation": 8,   # the 8 models, on GPU nodes
-    "usmle_generation_api": 3,  # 3 API models, on the submit host
-    "usmle_loglik": 8,       # the local ones
+    "usmle_generation": 13,  # our 8 models and medAlpaca's 5 table rows, on GPU nodes
+    "usmle_loglik": 13,
     "usmle_report": 1,
     "all": 1,
 }

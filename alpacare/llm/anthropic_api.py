@@ -47,7 +47,8 @@ class AnthropicProvider(APIProvider):
                 finish_reason="length" if truncated else "stop",
                 input_tokens=reply.usage.input_tokens,
                 output_tokens=reply.usage.output_tokens,
-                extra={"model": reply.model, "finish_reason": reply.stop_reason},
+                model=reply.model,
+                extra={"finish_reason": reply.stop_reason},
             )
         except anthropic.APIStatusError as err:
             detail = err.api_message or (err.body if isinstance(err.body, str) else None)

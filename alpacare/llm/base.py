@@ -83,6 +83,9 @@ class Response:
     output_tokens: int = 0
     choice_logprobs: list[float] | None = None
     error: str | None = None
+    # the model the provider says answered (an API resolves an alias such as gpt-4o to a dated
+    # snapshot), so a table can state which model actually judged; None for local models
+    model: str | None = None
     cached: bool = False
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)

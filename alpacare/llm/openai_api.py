@@ -54,7 +54,8 @@ class OpenAIProvider(APIProvider):
                 finish_reason="length" if choice.finish_reason == "length" else "stop",
                 input_tokens=usage.prompt_tokens if usage else 0,
                 output_tokens=usage.completion_tokens if usage else 0,
-                extra={"model": reply.model, "finish_reason": choice.finish_reason},
+                model=reply.model,
+                extra={"finish_reason": choice.finish_reason},
             )
         except openai.APIStatusError as err:
             # the SDK hands us the `error` object of the reply, or its raw text

@@ -61,5 +61,8 @@ def build_dataset(out, spec: dict, *, responses_path=None) -> None:
     else:
         where = spec.get("hub") or spec.get("url") or spec["path"]
         records = to_records(load_public(spec), spec, where)
+    if spec.get("count") is not None and len(records) != spec["count"]:
+        raise ValueError(f"{where}: {len(records):,} records, but the config says this dataset has {spec['count']:,} "
+                         "(datasets.*.count): not the file the config describes; nothing was written")
     write_json(out, records)
     log.info("%d training records from %s", len(records), where)

@@ -12,7 +12,9 @@ from ..published import fetch, url_of
 log = logging.getLogger("alpacare")
 
 # Where a model working in the Alpaca template starts a block of its own: generation stops there.
-ALPACA_STOPS = ("\n### Instruction", "\n### Input", "\n### Response")
+# Only a line that opens a block as the template writes it, colon included: an answer with its
+# own heading ("### Response to treatment") goes on.
+ALPACA_STOPS = ("\n### Instruction:", "\n### Input:", "\n### Response:")
 
 
 def import_outputs(testset_path, out, *, generator, import_url) -> None:
@@ -29,11 +31,29 @@ def import_outputs(testset_path, out, *, generator, import_url) -> None:
     log.info("%d outputs imported from %s", len(testset), url_of(import_url))
 
 
+def new_token_limits(tokenizer, prompts: list[str], max_new_tokens: int, max_length: int | None) -> list[int]:
+    """Per prompt, the tokens it may generate: max_new_tokens, and with max_length (prompt and
+    output together, as the paper's "maximum length" and transformers' generate count them)
+    no more than what is left after the prompt's own tokens, BOS included."""
+    from ..template import encode_prompt
+
+    if max_length is None:
+        return [max_new_tokens] * len(prompts)
+    limits = []
+    for n, prompt in enumerate(prompts):
+        room = max_length - len(encode_prompt(tokenizer, prompt))
+        if room < 1:
+            raise ValueError(f"item {n}: its prompt alone takes {max_length - room} tokens, at least generation.max_length "
+                             f"({max_length}); raise max_length or shorten the item")
+        limits.append(min(max_new_tokens, room))
+    return limits
+
+
 def generate_outputs(testset_path, out, *, generator, kind, spec=None, settings=None, model_dir=None,
-                     max_new_tokens=512, import_url=None) -> None:
+                     max_new_tokens=512, max_length=None, import_url=None) -> None:
     """kind: 'alpaca' (a tuned or untuned model in the Alpaca template, greedy, cut where it
     starts a new block), 'chat' (an LLM through its chat interface, greedy) or 'import'
-    (official outputs from import_url)."""
+    (official outputs from import_url). max_length caps prompt + output of 'alpaca' generation."""
     if kind == "import":
         return import_outputs(testset_path, out, generator=generator, import_url=import_url)
     from .. import data, template
@@ -43,14 +63,22 @@ def generate_outputs(testset_path, out, *, generator, kind, spec=None, settings=
     testset = read_jsonl(testset_path)
     llm, model = open_llm(generator, spec, settings, model_dir)
     if kind == "alpaca":
-        requests = [Request(model=model, prompt=template.alpaca_prompt(t["instruction"], t["input"]),
-                            max_tokens=max_new_tokens, temperature=0.0, stop=ALPACA_STOPS) for t in testset]
+        prompts = [template.alpaca_prompt(t["instruction"], t["input"]) for t in testset]
+        tokenizer = None
+        if max_length is not None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        limits = new_token_limits(tokenizer, prompts, max_new_tokens, max_length)
+        requests = [Request(model=model, prompt=prompt, max_tokens=limit, temperature=0.0, stop=ALPACA_STOPS)
+                    for prompt, limit in zip(prompts, limits)]
     else:
         requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), max_tokens=max_new_tokens,
                                  temperature=0.0) for t in testset]
     responses = llm.run(requests)
     texts = [outputs.cut_at_template_end(r.text) if kind == "alpaca" else r.text.strip() for r in responses]
-    write_json(out, [outputs.output_record(t, text, generator, finish_reason=r.finish_reason)
+    # an API names the snapshot that answered: kept with each output, so a reference says which model wrote it
+    write_json(out, [outputs.output_record(t, text, generator, finish_reason=r.finish_reason, **({"model": r.model} if r.model else {}))
                      for t, text, r in zip(testset, texts, responses)])
     finish(llm, "generate", generator=generator)
     raise_failures(list(zip([t["id"] for t in testset], responses)), f"{generator} generation")

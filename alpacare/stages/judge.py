@@ -16,7 +16,7 @@ def judge_outputs(model_path, reference_path, out, *, judge_name, method, max_to
     """Both orders of every item; a reply with no verdict is re-asked up to `reasks` times
     (each attempt its own request, so its own cache entry), then written as invalid. Failed
     calls are written as invalid too, and fail the job after everything else is cached."""
-    prompt = judge.load_prompt(prompt_file or judge.prompt_path(judge.DEFAULT_PROMPT))
+    prompt = judge.resolve_prompt(prompt_file or judge.DEFAULT_PROMPT, spec["provider"])
     model_outputs, reference_outputs = read_json(model_path), read_json(reference_path)
     llm, model = open_llm(judge_name, spec, settings, model_dir)
     tagged = judge.build_requests(model_outputs, reference_outputs, judge_model=model, method=method,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
 from collections import Counter
-from pathlib import Path
 
 from .. import dedup, selfinstruct
 from ..io import read_jsonl, write_json, write_jsonl
@@ -32,10 +30,6 @@ def run_with_progress(llm, requests, what: str):
     return responses
 
 
-def file_digest(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else ""
-
-
 def generate_tasks(seeds_path, out_tasks, out_rejects, out_summary=None, *, teacher, spec, settings, model_dir, prompting,
                    run_seed, requests, examples_per_request, tasks_per_request, sampling, prompt_path, system_path=None,
                    target_tasks=None, dedup_settings=None) -> None:
@@ -45,8 +39,8 @@ def generate_tasks(seeds_path, out_tasks, out_rejects, out_summary=None, *, teac
     seeds = read_jsonl(seeds_path)
     if examples_per_request > len(seeds):
         raise ValueError(f"selfinstruct.examples_per_request is {examples_per_request}, but there are only {len(seeds)} seeds")
-    template = selfinstruct.load_template(prompt_path)
-    system = selfinstruct.read_prompt(system_path) if prompting == "list" else None
+    prompts = selfinstruct.generation_prompts(str(prompt_path), system_path and str(system_path), prompting)
+    template, system, layout = prompts["template"], prompts["system"], prompts["layout"]
     llm, model = open_llm(teacher, spec, settings, model_dir)
     deduper = None
     if target_tasks:
@@ -67,10 +61,10 @@ def generate_tasks(seeds_path, out_tasks, out_rejects, out_summary=None, *, teac
         tagged = selfinstruct.build_requests(
             seeds, model=model, prompting=prompting, run_seed=run_seed, requests=size, first=issued,
             examples_per_request=examples_per_request, tasks_per_request=tasks_per_request, sampling=sampling,
-            template=template, system=system)
+            template=template, system=system, layout=layout)
         responses = run_with_progress(llm, [r for _, r in tagged], f"generation round {rounds + 1}")
         round_pairs = list(zip([t for t, _ in tagged], responses))
-        new_tasks, new_rejects = selfinstruct.parse_replies(round_pairs, prompting)
+        new_tasks, new_rejects = selfinstruct.parse_replies(round_pairs, prompting, layout)
         tasks += new_tasks
         rejects += new_rejects
         pairs += round_pairs
@@ -85,12 +79,13 @@ def generate_tasks(seeds_path, out_tasks, out_rejects, out_summary=None, *, teac
     if out_summary:
         write_json(out_summary, {
             "teacher": teacher, "model": model if spec.get("provider") != "local" else spec.get("backbone"),
-            "prompting": prompting, "prompt": str(prompt_path), "prompt_sha256": file_digest(prompt_path),
-            "system_prompt": str(system_path) if system else None, "system_prompt_sha256": file_digest(system_path) if system else None,
+            "prompting": prompting, "layout": layout,
+            **{k: prompts[k] for k in ("prompt", "prompt_sha256", "system_prompt", "system_prompt_sha256")},
             "sampling": sampling, "run_seed": run_seed, "examples_per_request": examples_per_request,
             "tasks_per_request": tasks_per_request, "request_cap": requests, "target_tasks": target_tasks,
             "requests": issued, "rounds": rounds, "failed_calls": sum(not r.ok for _, r in pairs),
             "tasks": len(tasks), "rejects": len(rejects),
+            "truncated_replies": sum(reason_kind(r["reason"]) == selfinstruct.TRUNCATED for r in rejects),
             "reject_reasons": dict(Counter(reason_kind(r["reason"]) for r in rejects).most_common()),
             "surviving_dedup": deduper.kept_count() if deduper else None,
         })

@@ -13,6 +13,7 @@ from ..data import to_alpaca
 from ..io import atomic_path, read_json, read_jsonl, read_records, write_json, write_text
 from ..published import resolve
 from ..seeds import is_official, published_ref
+from ..selfinstruct import TRUNCATED
 
 log = logging.getLogger("alpacare")
 
@@ -100,6 +101,7 @@ def dataset_card(out, *, dataset, seeds_path, summary_path, rejects_path, report
         f"| failed teacher calls | {gen['failed_calls']:,} |",
         f"| tasks parsed | {gen['tasks']:,} |",
         f"| blocks rejected by the parser | {len(rejects):,} |",
+        f"| of which cut at the teacher's max_tokens (the reply's last task, dropped) | {reasons.get(TRUNCATED, 0):,} |",
         f"| dropped by dedup: too similar to a seed | {report.get('dropped_similar_to_seed', 0):,} |",
         f"| dropped by dedup: too similar to another task | {report.get('dropped_similar_to_task', 0):,} |",
         f"| beyond the target | {report.get('beyond_target', 0):,} |",
