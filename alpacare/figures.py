@@ -22,8 +22,8 @@ FIGURE_COLUMNS = ("judge", "testset", "model", "reference", "win_rate", "ci_low"
                   "published_source", "lc_note")
 FIGURE_HEADERS = {"published": "published (paper)", "difference": "rebuilt - published",
                   "published_source": "published in"}
-# The paper's bar colours, by the references' order (text-davinci-003, GPT-3.5-turbo, GPT-4, Claude-2)
-PAPER_COLORS = ("#d0d0d0", "#f5c342", "#9cc97f", "#8db9e3")
+# The paper's bar colours, by the reference's label in its figures; other references take tab10's
+PAPER_COLORS = {"text-davinci-003": "#d0d0d0", "GPT-3.5-turbo": "#f5c342", "GPT-4": "#9cc97f", "Claude-2": "#8db9e3"}
 
 
 class PublishedError(ValueError):
@@ -117,7 +117,7 @@ def plot_figure(rows: list[dict], spec: dict, paths, published_judge: str | None
     names = spec.get("names", {})
     label = lambda name: names.get(name, name)  # noqa: E731
     judges, testsets, models, refs = spec["judges"], spec["testsets"], spec["models"], spec["references"]
-    colors = [PAPER_COLORS[i] if i < len(PAPER_COLORS) else plt.get_cmap("tab10").colors[i % 10] for i in range(len(refs))]
+    colors = [PAPER_COLORS.get(label(ref), plt.get_cmap("tab10").colors[i % 10]) for i, ref in enumerate(refs)]
     width = 0.8 / len(refs)
     panel_width = max(4.5, 1.2 + 1.05 * len(models))
     fig, axes = plt.subplots(len(judges), len(testsets), squeeze=False, sharey=True,

@@ -77,6 +77,7 @@ def test_the_released_grid_dry_runs_with_the_judge_named_on_the_command_line(tmp
 def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(tmp_path, smollm2_dir, mirror):
     base, _ = mirror
     env = {**os.environ, "ALPACARE_MIRROR": base}
+    (tmp_path / "project").mkdir()
     project = copy_project(tmp_path / "project")
     config = yaml.safe_load((project / "configs/released.yaml").read_text())
     config["testsets"] = {t: {**config["testsets"][t], "limit": ITEMS} for t in TESTSETS}
@@ -126,7 +127,8 @@ def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(
     # the bundle, from the same command with the target first
     snakemake(project, env, "--cores", "2", "bundle", "--configfile", "released.yaml", "--config", JUDGE)
     bundle = r / "bundle"
-    assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "cache.jsonl", "config.yaml", "configs", "lock", "manifest.json"]
+    assert sorted(p.name for p in bundle.iterdir() if not p.name.startswith(".")) == [
+        "README.md", "cache.jsonl", "config.yaml", "configs", "lock", "manifest.json"]
     replies = [json.loads(line) for line in (bundle / "cache.jsonl").read_text().splitlines()]
     assert len(replies) == len(TESTSETS) * len(REFERENCES) * ITEMS * 2   # one reply per judgment, nothing else
     manifest = json.loads((bundle / "manifest.json").read_text())
