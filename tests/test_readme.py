@@ -25,6 +25,8 @@ NOT_RUN_HERE = {
     r"^python -m alpacare\.bundle (restore|verify)\b|--configfile results/bundle/": (
         "needs a replay bundle: tests/test_released.py builds one and runs the README's replay block verbatim"),
     r"\.\.\.": "an elided example, not a command",
+    r"--report\b": ("collects a finished run's results (nothing to collect here): tests/test_rebuilds.py and "
+                    "tests/test_released.py run it after a real run"),
 }
 
 
