@@ -102,7 +102,7 @@ def test_changing_a_judge_setting_reruns_only_judging(run):
     (project / "judge.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(project, "-n", "--configfile", "judge.yaml")
     jobs = [line.split()[0] for line in result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip()]
-    assert sorted(jobs) == ["all", "judge", "report"]
+    assert sorted(jobs) == ["all", "judge", "leaderboard", "report"]
 
 
 def test_config_typo_fails_before_any_job(tmp_path):
