@@ -11,6 +11,7 @@ a black line across the bar marks it. The published numbers live in a small data
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -120,8 +121,8 @@ def plot_figure(rows: list[dict], spec: dict, paths, published_judge: str | None
     colors = [PAPER_COLORS.get(label(ref), plt.get_cmap("tab10").colors[i % 10]) for i, ref in enumerate(refs)]
     width = 0.8 / len(refs)
     panel_width = max(4.5, 1.2 + 1.05 * len(models))
-    fig, axes = plt.subplots(len(judges), len(testsets), squeeze=False, sharey=True,
-                             figsize=(panel_width * len(testsets), 3.8 * len(judges) + 0.9))
+    width_in, height_in = panel_width * len(testsets), 3.8 * len(judges) + 0.9
+    fig, axes = plt.subplots(len(judges), len(testsets), squeeze=False, sharey=True, figsize=(width_in, height_in))
     cells = {(r["judge"], r["testset"], r["model"], r["reference"]): r for r in rows}
     letters = "abcdefghijklmnopqrstuvwxyz"
     any_published = False
@@ -162,9 +163,11 @@ def plot_figure(rows: list[dict], spec: dict, paths, published_judge: str | None
                               label=f"published (judge {published_judge})" if published_judge else "published"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     title = spec.get("title", "")
-    if title:
-        fig.suptitle(title + (f" (rebuilt, judge: {', '.join(judges)})" if judges else ""), fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97 if title else 1))
+    lines = []
+    if title:   # wrapped to the figure's width (about 11 characters an inch at this size)
+        lines = textwrap.wrap(f"{title} (rebuilt, judge: {', '.join(judges)})", width=int(width_in * 11))
+        fig.suptitle("\n".join(lines), fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))   # tight_layout makes room for the suptitle itself
     for path in paths:
         kind = Path(path).suffix.lstrip(".")
         with atomic_path(path) as tmp:
