@@ -41,6 +41,8 @@ rule bundle:
         config=config,   # the whole configuration: the bundle records it
         inputs=public_inputs(),
     localrule: True
+    conda:
+        ENVS["api"]
     log:
         "results/logs/bundle.log",
     script:

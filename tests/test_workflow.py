@@ -146,6 +146,7 @@ EXPECTED_PAPER_JOBS = {
     "generate_api": 12,   # 4 references x 3 test sets (API calls or imported outputs)
     "judge_api": 192,     # 2 API judges x 4 references x 3 test sets x 8 models
     "report": 1,
+    "leaderboard": 24,    # alpaca_eval's files: 2 judges x 4 references x 3 test sets
     "usmle_questions": 1,
     "usmle_generation": 8,   # the 8 models, on GPU nodes
     "usmle_generation_api": 3,  # 3 API models, on the submit host
