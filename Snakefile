@@ -23,6 +23,7 @@ include: "rules/report.smk"
 include: "rules/stats.smk"
 include: "rules/usmle.smk"
 include: "rules/ledger.smk"
+include: "rules/bundle.smk"
 
 
 rule all:

@@ -51,8 +51,27 @@ def validate(config: dict, schema_path: str | Path = SCHEMA, source: str = "conf
         if err.validator in ("oneOf", "anyOf"):
             raise ConfigError(f"{source}: '{where}' must have exactly one of the forms documented in the schema: {err.message}")
         raise ConfigError(f"{source}: '{where}': {err.message}")
+    fill_figure_judges(config, source)
     check_references(config, source)
     return config
+
+
+# results/figures/<name>.png and results/tables/<name>.* are also the results tables' own names
+RESERVED_FIGURE_NAMES = ("winrates", "winrates_by_difficulty", "judge_agreement", "usmle", "ledger")
+
+
+def fill_figure_judges(config: dict, source: str = "config") -> None:
+    """A figure without `judges` is drawn by evaluation's judges: the judge named on the command
+    line (`--config 'evaluation={judges: [...]}'`) then draws every figure."""
+    for name, figure in config.get("figures", {}).items():
+        if name in RESERVED_FIGURE_NAMES:
+            raise ConfigError(f"{source}: 'figures.{name}': the name is taken by a results table "
+                              f"({', '.join(RESERVED_FIGURE_NAMES)}); name the figure otherwise (figure2, ...)")
+        if "judges" not in figure:
+            judges = (config.get("evaluation") or {}).get("judges")
+            if not judges:
+                raise ConfigError(f"{source}: 'figures.{name}' names no judges and there is no evaluation.judges to take")
+            figure["judges"] = list(judges)
 
 
 def verdict_cells(config: dict) -> list[tuple[str, str, str, str]]:
@@ -124,6 +143,17 @@ def check_references(config: dict, source: str = "config") -> None:
         for kind, section in (("models", "generators"), ("references", "generators"), ("judges", "judges"), ("testsets", "testsets")):
             for n, name in enumerate(grid.get(kind, [])):
                 need(section, name, f"{where}.{kind}.{n}")
+    for name, figure in config.get("figures", {}).items():
+        if figure.get("paper_figure"):
+            from .figures import PublishedError, read_published
+
+            try:
+                published = read_published(figure["published"])
+            except PublishedError as err:
+                raise ConfigError(f"{source}: 'figures.{name}.published': {err}") from None
+            if figure["paper_figure"] not in published["figures"]:
+                raise ConfigError(f"{source}: 'figures.{name}.paper_figure': {figure['paper_figure']!r} is not in "
+                                  f"{figure['published']} (known: {', '.join(published['figures'])})")
     for generator, testset in compared_outputs(config):
         spec = config["generators"][generator]
         if not any(k in spec for k in ("llm", "model", "backbone", "path")) and testset not in spec.get("import", {}):

@@ -8,7 +8,10 @@ Verdict rows (results/verdicts/.../{model}.jsonl): one per (item, order) with `r
 reply), `replies` (every attempt, when re-asked), `preference` ('a', 'b', 'tie' or null),
 `model_score` (1, 0.5, 0 or null), `invalid` (no verdict after the re-asks, or a failed call),
 `judge_model` (the model the API named in its reply: the snapshot that judged; null for local
-judges), and for log-prob judges `logprobs` and `model_margin`."""
+judges), `cache_keys` (the cache entry of each attempt, so a replay bundle can carry exactly the
+replies a table used), and for log-prob judges `logprobs`, `model_margin` (averaged over both
+orders, which decides `preference`) and `order_preference` / `order_model_score` (what this
+order's log-probabilities alone say: the position bias, measured)."""
 
 from __future__ import annotations
 
@@ -25,12 +28,15 @@ ORDERS = ("reference_first", "model_first")
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "judge"
 DEFAULT_PROMPT = "pairwise"
 
-# A verdict is a whole phrase: "Output (a)", "output a", "Output(b)", or the word "tie".
-_VERDICT = re.compile(r"\boutput\s*(?:\(\s*([ab])\s*\)|([ab])\b)|\b(tie)\b", re.IGNORECASE)
+# A verdict is a whole phrase: "Output (a)", "output a", "Output(b)", "Output: (b)", or the word "tie".
+# (After a colon only the parenthesised letter counts: "Output: a list of ..." is prose.)
+_VERDICT = re.compile(r"\boutput\s*(?:\(\s*([ab])\s*\)|([ab])\b|:\s*\(\s*([ab])\s*\))|\b(tie)\b", re.IGNORECASE)
 # Two outputs named together ("Output (a) and Output (b) are both ...") is a comparison, not a verdict.
 _SEPARATORS = r"(?:\s*(?:,|\band\b|\bor\b|&|\bvs\b\.?|\bversus\b|\bnor\b))+\s*"
-_JOINED = re.compile(r"^" + _SEPARATORS + r"(?:output\s*\(?\s*[ab]\b|tie\b)", re.IGNORECASE)
-_JOINED_BEFORE = re.compile(r"output\s*\(?\s*[ab]\s*\)?" + _SEPARATORS + r"$", re.IGNORECASE)
+_JOINED = re.compile(r"^" + _SEPARATORS + r"(?:output\s*:?\s*\(?\s*[ab]\b|tie\b)", re.IGNORECASE)
+_JOINED_BEFORE = re.compile(r"output\s*:?\s*\(?\s*[ab]\s*\)?" + _SEPARATORS + r"$", re.IGNORECASE)
+# "It is not a tie", "there's no tie", "isn't a tie": the word tie denied is no verdict.
+_DENIED = re.compile(r"(?:\b(?:not|no|never)|n't)\s+(?:(?:a|an|any)\s+)?$", re.IGNORECASE)
 _BARE = re.compile(r"^\s*\(?([ab])\)?\s*\.?\s*$", re.IGNORECASE)
 _QUOTE_CONTEXT = 24  # characters either side of a verdict phrase checked against the candidates' text
 
@@ -115,18 +121,21 @@ def _fill(template: str, values: dict) -> str:
 def parse_reply(reply: str, candidates: tuple[str, ...] = ()) -> str | None:
     """'a', 'b', 'tie' or None: the first verdict the reply states. A verdict phrase counts
     only as a whole phrase (so 'Tie.' and 'Output (b)\\n\\nThe output...' parse, 'untied' does
-    not), not when two outputs are named together ('Output (a) and Output (b) are ...'), and
-    not when it sits inside text copied from a candidate output: a candidate that writes
-    "Output (b) is better" cannot steer a judge that quotes it. A bare "(a)" or "b" counts."""
+    not), not when two outputs are named together ('Output (a) and Output (b) are ...'), not
+    a tie denied ('It is not a tie: Output (a) is better.' is (a)), and not when it sits inside
+    text copied from a candidate output: a candidate that writes "Output (b) is better" cannot
+    steer a judge that quotes it. A bare "(a)" or "b" counts."""
     bare = _BARE.match(reply)
     if bare:
         return bare.group(1).lower()
     for found in _VERDICT.finditer(reply):
         if _JOINED.match(reply[found.end():]) or _JOINED_BEFORE.search(reply[: found.start()]):
             continue
+        if found.group(4) and _DENIED.search(reply[: found.start()]):
+            continue
         if candidates and _quoted(reply, found.start(), found.end(), candidates):
             continue
-        letter = found.group(1) or found.group(2)
+        letter = found.group(1) or found.group(2) or found.group(3)
         return letter.lower() if letter else "tie"
     return None
 
@@ -192,9 +201,11 @@ def reask(request: Request, reply: str, prompt: dict) -> Request:
     return Request(**{**request.__dict__, "messages": request.messages + (("assistant", reply), ("user", prompt["reask"].strip()))})
 
 
-def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict | None = None) -> list[dict]:
+def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict | None = None,
+             keys: dict | None = None) -> list[dict]:
     """Verdict rows from [((item id, order), [response of each attempt])]; a bare Response is
-    one attempt. candidates: (item id, order) -> (output a, output b), for parse_reply."""
+    one attempt. candidates: (item id, order) -> (output a, output b), for parse_reply;
+    keys: (item id, order) -> the cache key of each attempt, kept in the row."""
     rows = []
     for (item_id, order), attempts in tagged_attempts:
         attempts = attempts if isinstance(attempts, list) else [attempts]
@@ -210,6 +221,8 @@ def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict |
                "judge_model": response.model}
         if len(attempts) > 1:
             row["replies"] = [r.text for r in attempts]
+        if keys is not None:
+            row["cache_keys"] = list(keys[(item_id, order)])
         if response.choice_logprobs is not None:
             row["logprobs"] = [round(x, 4) for x in response.choice_logprobs]
         if response.error:
@@ -222,9 +235,10 @@ def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict |
 
 def _cancel_position_bias(rows: list[dict], tie_margin: float) -> None:
     """A small judge prefers one position whatever the content (SmolLM2-135M: about 1.5 nats
-    towards (a)), so each order alone says nothing. The model's log-probability margin over
+    towards (a)), so each order alone says little. The model's log-probability margin over
     the reference, averaged over the two orders, cancels a constant position bias; both
-    rows of the item then carry the verdict that margin gives."""
+    rows of the item then carry the verdict that margin gives, and keep what their own order
+    said (`order_preference`, `order_model_score`), from which the flip rate is measured."""
     by_item: dict = {}
     for row in rows:
         by_item.setdefault(row["id"], {})[row["order"]] = row
@@ -235,6 +249,7 @@ def _cancel_position_bias(rows: list[dict], tie_margin: float) -> None:
         margin = ((a_first[1] - a_first[0]) + (m_first[0] - m_first[1])) / 2
         for order, row in pair.items():
             model_slot, reference_slot = ("b", "a") if order == "reference_first" else ("a", "b")
+            row["order_preference"], row["order_model_score"] = row["preference"], row["model_score"]
             row["model_margin"] = round(margin, 4)
             row["preference"] = "tie" if abs(margin) <= tie_margin else (model_slot if margin > 0 else reference_slot)
             row["model_score"] = model_score(row["preference"], order)

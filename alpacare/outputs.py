@@ -20,14 +20,16 @@ def imported_outputs(rows: list[dict], testset: list[dict], generator: str, sour
     """Official outputs (AlpaCare's JSON or JSONL with `output` or `response`, alpaca_eval's
     JSON) paired with the test items on each item's `match` text (the instruction, or for
     iCliniq the patient's question). Every item needs an output: a missing one is an error
-    naming the items."""
+    naming the items. A row with both holds the model's answer in `response`: AlpaCare's
+    generation script writes it there, and its AlpacaFarm files for ChatDoctor and
+    medAlpaca-7B keep the input file's `output` (text-davinci-003's answer) beside it."""
     on = "input" if any(item.get("match", item["instruction"]) != item["instruction"] for item in testset) else "instruction"
     instructions = sorted({item["instruction"] for item in testset}, key=len, reverse=True)
     by_key: dict[str, str] = {}
     for n, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"{source}: row {n}: not an object")
-        text = row.get("output", row.get("response"))
+        text = row.get("response", row.get("output"))
         if not isinstance(text, str):
             continue
         key = _row_key(row, on, instructions)

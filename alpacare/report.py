@@ -11,29 +11,63 @@ from pathlib import Path
 from .io import atomic_path, write_text
 
 KEYS = ("judge", "reference", "testset", "model")
-COLUMNS = (*KEYS, "win_rate", "se", "ci_low", "ci_high", "lc_win_rate", "tie_rate", "flip_rate",
-           "win_rate_reference_first", "win_rate_model_first", "items", "scored_items", "invalid", "failed")
+COLUMNS = (*KEYS, "win_rate", "se", "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high", "tie_rate",
+           "flip_rate", "win_rate_reference_first", "win_rate_model_first", "items", "scored_items", "invalid", "failed",
+           "lc_note")
 DIFFICULTY_COLUMNS = (*KEYS, "difficulty", "win_rate", "se", "ci_low", "ci_high", "items", "scored_items", "invalid")
+AGREEMENT_COLUMNS = ("judge", "other_judge", "testset", "cells", "items", "identical", "kappa")
+TEXT_COLUMNS = (*KEYS, "other_judge", "published_source", "lc_note")  # left-aligned; the rest are numbers
 HEADERS = {
     "win_rate": "win rate", "se": "SE", "ci_low": "95% CI low", "ci_high": "95% CI high", "lc_win_rate": "LC win rate",
+    "lc_ci_low": "LC 95% CI low", "lc_ci_high": "LC 95% CI high", "lc_note": "LC n/a because",
     "tie_rate": "ties", "flip_rate": "order flips", "win_rate_reference_first": "win rate (ref. first)",
     "win_rate_model_first": "win rate (model first)", "scored_items": "scored", "testset": "test set",
+    "other_judge": "other judge", "identical": "identical item scores", "kappa": "Cohen's kappa",
 }
 WINRATES_TITLE = ("Win rate (%) of each model against each reference, judged in both orders (win 1, tie 0.5, loss 0; "
                   "an item counts when both orders gave a verdict). SE and a bootstrap 95% interval over items; "
-                  "LC: length-controlled win rate; ties and order flips in %; invalid: judgments without a verdict.")
+                  "LC: length-controlled win rate with its bootstrap 95% interval, shown where estimable ({rule}); "
+                  "ties and order flips (items whose verdict changes with the order, each order judged by itself) "
+                  "in %; invalid: judgments without a verdict.")
 DIFFICULTY_TITLE = "Win rate (%) by the test item's difficulty (1 easiest, 5 hardest), with SE and a bootstrap 95% interval."
+AGREEMENT_TITLE = ("Agreement of judges that saw the same pairs (model, reference, item), per test set: the share of "
+                   "items both scored the same (item score averaged over both orders, %), and Cohen's kappa on the "
+                   "item's outcome for the model (win / tie / loss); cells: model-reference pairs compared.")
 
 
-def write_tables(rows: list[dict], columns, title: str, csv_path, md_path, tex_path, html_path) -> None:
+def lc_rule() -> str:
+    from .winrates import LC_MIN_ITEMS, LC_MIN_SIDE_SHARE
+
+    return (f"at least {LC_MIN_ITEMS} scored items, and at least {LC_MIN_SIDE_SHARE:.0%} of them with the model's "
+            "output longer than the reference's and as many with it shorter")
+
+
+def winrates_title(rows: list[dict]) -> str:
+    """The table's caption, with why the length-controlled win rate is n/a where it is."""
+    return WINRATES_TITLE.format(rule=lc_rule()) + lc_caption(rows)
+
+
+def lc_caption(rows: list[dict]) -> str:
+    missing = [r for r in rows if r.get("lc_note")]
+    if not missing:
+        return ""
+    shown = "; ".join(f"{'/'.join(str(r[k]) for k in KEYS)}: {r['lc_note']}" for r in missing[:8])
+    more = f"; and {len(missing) - 8} more (column 'LC n/a because')" if len(missing) > 8 else ""
+    return f" LC n/a for {len(missing)} of {len(rows)} cells: {shown}{more}."
+
+
+def write_tables(rows: list[dict], columns, title: str, csv_path, md_path, tex_path, html_path, headers=None) -> None:
+    """The same rows as CSV (column names as they are), and as Markdown, LaTeX and HTML with
+    readable headers and the title as caption; a path of None is not written."""
+    headers = headers or HEADERS
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: _cell(r[k]) for k in columns} for r in rows)
     write_text(csv_path, buffer.getvalue())
-    write_text(md_path, markdown(rows, columns, title))
-    write_text(tex_path, latex(rows, columns, title))
-    write_text(html_path, html_table(rows, columns, title))
+    for path, render in ((md_path, markdown), (tex_path, latex), (html_path, html_table)):
+        if path is not None:
+            write_text(path, render(rows, columns, title, headers))
 
 
 def _cell(value) -> str:
@@ -44,13 +78,9 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _header(column: str) -> str:
-    return HEADERS.get(column, column)
-
-
-def markdown(rows, columns, title) -> str:
-    lines = ["| " + " | ".join(map(_header, columns)) + " |",
-             "|" + "|".join("---:" if c not in KEYS else "---" for c in columns) + "|"]
+def markdown(rows, columns, title, headers=HEADERS) -> str:
+    lines = ["| " + " | ".join(headers.get(c, c) for c in columns) + " |",
+             "|" + "|".join("---:" if c not in TEXT_COLUMNS else "---" for c in columns) + "|"]
     lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
     return f"{title}\n\n" + "\n".join(lines) + "\n"
 
@@ -63,21 +93,21 @@ def _tex(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def latex(rows, columns, title) -> str:
+def latex(rows, columns, title, headers=HEADERS) -> str:
     """A booktabs table, ready for \\input in a paper."""
-    spec = "".join("l" if c in KEYS else "r" for c in columns)
+    spec = "".join("l" if c in TEXT_COLUMNS else "r" for c in columns)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(_tex(_header(c)) for c in columns) + r" \\", r"\midrule"]
+             " & ".join(_tex(headers.get(c, c)) for c in columns) + r" \\", r"\midrule"]
     lines += [" & ".join(_tex(_cell(r[c])) for c in columns) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex(title)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def html_table(rows, columns, title) -> str:
+def html_table(rows, columns, title, headers=HEADERS) -> str:
     """A self-contained HTML page: how `snakemake --report` shows the numbers."""
-    head = "".join(f"<th>{html.escape(_header(c))}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape(headers.get(c, c))}</th>" for c in columns)
     body = "\n".join("<tr>" + "".join(
-        f"<td{'' if c in KEYS else ' class=num'}>{html.escape(_cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+        f"<td{'' if c in TEXT_COLUMNS else ' class=num'}>{html.escape(_cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
     style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
              "th,td{border:1px solid #ccc;padding:3px 6px} td.num{text-align:right} caption{text-align:left;padding:4px 0}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title[:60])}</title>"

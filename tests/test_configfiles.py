@@ -2,6 +2,7 @@
 configuration (config.yaml only when none is given, or when a config says `extends:`), and
 values typed on the command line mean what they say."""
 
+import json
 import subprocess
 import sys
 
@@ -115,3 +116,26 @@ def test_figures_add_their_cells_to_the_plan_once():
     config["figures"]["figure2"]["models"].append("pmc-llama")
     with pytest.raises(ConfigError, match="'figures.figure2.models.2' names generator 'pmc-llama'"):
         validate(config)
+
+
+def test_a_figure_is_judged_by_evaluations_judges_unless_it_names_its_own():
+    from alpacare.config import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["figures"] = {"figure2": {"references": ["smollm2-chat"], "testsets": ["medical-dozen"], "models": ["smollm2-base"]},
+                         "own": {"judges": ["smollm2-logprob"], "references": ["smollm2-chat"], "testsets": ["medical-dozen"],
+                                 "models": ["smollm2-base"]}}
+    config["evaluation"]["judges"] = ["smollm2-logprob"]
+    validated = validate(json.loads(json.dumps(config)))
+    assert validated["figures"]["figure2"]["judges"] == ["smollm2-logprob"]
+    assert validated["figures"]["figure2"]["published"] == "data/paper/alpacare_published.yaml"   # the default
+    del config["evaluation"]
+    with pytest.raises(ConfigError, match="'figures.figure2' names no judges and there is no evaluation.judges"):
+        validate(json.loads(json.dumps(config)))
+    config["figures"] = {"winrates": config["figures"]["own"]}
+    with pytest.raises(ConfigError, match="'figures.winrates': the name is taken by a results table"):
+        validate(json.loads(json.dumps(config)))
+    config["figures"] = {"figure9": {**config["figures"]["winrates"], "paper_figure": "Figure 9"}}
+    with pytest.raises(ConfigError, match=r"'figures.figure9.paper_figure': 'Figure 9' is not in data/paper/alpacare_published.yaml "
+                                          r"\(known: Figure 2, Figure 3, Figure 4, Figure 6\)"):
+        validate(json.loads(json.dumps(config)))

@@ -90,7 +90,7 @@ def test_icliniq_outputs_match_row_for_row(name):
     rows = read_records(reference_file(name))
     outputs = imported_outputs(rows, testset, "official", name)
     assert [o["id"] for o in outputs] == [t["id"] for t in testset]
-    assert [o["output"] for o in outputs] == [r.get("output", r.get("response")) for r in rows]
+    assert [o["output"] for o in outputs] == [r.get("response", r.get("output")) for r in rows]
 
 
 def test_alpacafarm_from_alpaca_evals_format(tmp_path):
@@ -106,6 +106,11 @@ def test_alpacafarm_from_alpaca_evals_format(tmp_path):
     assert [o["output"] for o in outputs] == [r["response"] for r in released]
     references = imported_outputs(read_records(tmp_path / "alpaca_eval.json"), testset, "text-davinci-003", "alpaca_eval.json")
     assert references[804]["output"] == "ref 804"
+    # AlpaCare's ChatDoctor and medAlpaca-7B AlpacaFarm files keep alpaca_eval's row (text-davinci-003's
+    # `output`) and add the model's `response`: the model's answer is the response
+    both = [{"dataset": "helpful_base", "instruction": r["instruction"], "output": f"ref {n}", "generator": "text_davinci_003",
+             "id": n, "raw_output": "Below is an instruction...", "response": r["response"]} for n, r in enumerate(released)]
+    assert [o["output"] for o in imported_outputs(both, testset, "chatdoctor-7b", "seed_0.json")] == [r["response"] for r in released]
 
 
 def test_a_hub_dataset_is_read_with_datasets(tmp_path):

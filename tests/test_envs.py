@@ -79,7 +79,7 @@ def test_api_stages_import_without_torch():
     """The api env has no torch: the modules its rules run must not import it at load time."""
     code = ("import sys; sys.modules.update(torch=None, transformers=None, peft=None, accelerate=None)\n"
             "import alpacare.stages.generate, alpacare.stages.judge, alpacare.stages.selfinstruct, "
-            "alpacare.stages.testsets, alpacare.stages.data, alpacare.stages.dataset, alpacare.seeds, alpacare.dedup\n"
+            "alpacare.stages.testsets, alpacare.stages.data, alpacare.stages.dataset, alpacare.seeds, alpacare.dedup, alpacare.bundle\n"
             "from alpacare.llm import make_provider\n"
             "make_provider({'provider': 'openai', 'model': 'm', 'base_url': 'http://127.0.0.1:9'})\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

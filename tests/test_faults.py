@@ -205,6 +205,7 @@ def test_workflow_finishes_through_faults_and_a_judge_outage_fails_its_job(tmp_p
     config["llm"].update(max_retries=8, backoff_seconds=0.01, max_backoff_seconds=0.05, max_concurrency=4,
                          circuit_breaker={"failures": 6, "seconds": 60})
     config["testsets"]["medical-dozen"]["limit"] = 4
+    del config["usmle"]   # it names the default run's generators, which this config replaces
     with FakeAPI() as chat, FakeAPI() as messages:
         for server, seed in ((chat, 1), (messages, 2)):
             server.hang_seconds = 1.5

@@ -20,6 +20,16 @@ from alpacare.winrates import summarize
     ("Output (a) is better than Output (b).", "a"),
     ("Output (a), Output (b), or Tie?", None),              # the options read back are no verdict
     ("Output (a) or Output (b)... I would say Output (b).", "b"),
+    # a tie denied is no verdict; the verdict after it is
+    ("It is not a tie: Output (a) is better.", "a"),
+    ("There is no tie here. Output (b)", "b"),
+    ("This isn't a tie; output (b) wins.", "b"),
+    ("Tie: neither output is better.", "tie"),
+    # the colon form judges write
+    ("Output: (b)", "b"),
+    ("Better output: (a)", "a"),
+    ("Output: a detailed answer would help the patient.", None),   # after a colon only "(a)" is a verdict
+    ("Output: (a) and Output: (b) are alike.", None),
 ])
 def test_parse_reply(reply, expected):
     assert parse_reply(reply) == expected
@@ -135,8 +145,21 @@ def test_logprob_judge_cancels_a_constant_position_bias():
     rows = verdicts(tagged, "logprob", tie_margin=0.0)
     assert [r["model_margin"] for r in rows] == [0.15, 0.15, -0.25, -0.25]
     assert [r["preference"] for r in rows] == ["b", "a", "a", "b"]
-    assert summarize(rows)["win_rate"] == 50.0 and summarize(rows)["flip_rate"] == 0.0
+    # each row keeps what its own order said: (a) every time, the position bias itself
+    assert [r["order_preference"] for r in rows] == ["a"] * 4
+    assert [r["order_model_score"] for r in rows] == [0.0, 1.0, 0.0, 1.0]
+    s = summarize(rows)
+    assert s["win_rate"] == 50.0
+    # measured, not zero by construction: both items flip with the order
+    assert s["flip_rate"] == 100.0 and (s["win_rate_reference_first"], s["win_rate_model_first"]) == (0.0, 100.0)
     assert [r["preference"] for r in verdicts(tagged, "logprob", tie_margin=0.3)] == ["tie"] * 4
+
+
+def test_a_logprob_judge_without_position_bias_flips_nothing():
+    tagged = [((0, "reference_first"), Response(text="Output (b)", choice_logprobs=[-5.0, -3.0])),
+              ((0, "model_first"), Response(text="Output (a)", choice_logprobs=[-3.0, -5.0]))]
+    rows = verdicts(tagged, "logprob", tie_margin=0.0)
+    assert [r["order_preference"] for r in rows] == ["b", "a"] and summarize(rows)["flip_rate"] == 0.0
 
 
 def judge_with_fake_api(tmp_path, api, out="v.jsonl", **kwargs):
@@ -160,8 +183,15 @@ def test_unparseable_replies_are_reasked_then_counted_invalid(tmp_path):
         assert len(api.requests) == 8 and all(r["replies"][1].startswith("echo: Your reply did not state") for r in rows)
         assert [r["preference"] for r in rows] == ["a"] * 4 and not any(r["invalid"] for r in rows)
         assert api.requests[-1]["body"]["messages"][-2]["role"] == "assistant"
-        judge_with_fake_api(tmp_path, api, "again.jsonl", reasks=1)
+        # each attempt's cache entry is named in its row: a replay bundle takes exactly these
+        from alpacare.llm.cache import Cache
+
+        cache = Cache(tmp_path / "cache.sqlite")
+        assert all(len(r["cache_keys"]) == 2 for r in rows) and len({k for r in rows for k in r["cache_keys"]}) == 8
+        assert [cache.get(r["cache_keys"][1]).text for r in rows] == [r["reply"] for r in rows]
+        again = judge_with_fake_api(tmp_path, api, "again.jsonl", reasks=1)
         assert len(api.requests) == 8  # both attempts came from the cache
+        assert [r["cache_keys"] for r in again] == [r["cache_keys"] for r in rows]
         rows = judge_with_fake_api(tmp_path, api, "none.jsonl", reasks=0)
     assert all(r["invalid"] and r["preference"] is None for r in rows) and summarize(rows)["invalid"] == 4
 

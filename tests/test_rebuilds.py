@@ -45,7 +45,6 @@ def built(tmp_path_factory):
             "judges": {"a": {"llm": "judge-a", "max_tokens": 16}, "b": {"llm": "judge-b", "max_tokens": 16}},
             "evaluation": {"models": ["model-1", "model-2"], "references": ["reference"], "judges": ["a", "b"],
                            "testsets": ["dozen"]},
-            "usmle": {"generators": []}, "stats": {"datasets": []},   # the default run's, merged in: off
         }
         (project / "base.yaml").write_text(yaml.safe_dump(config))
         run(project, env, "--cores", "2", "--configfile", "base.yaml")
@@ -101,9 +100,11 @@ def test_changing_one_judges_settings_reruns_exactly_its_verdicts_and_the_report
     changed = json.loads(json.dumps(config))
     changed["judges"]["b"]["max_tokens"] = 50
     jobs = planned(project, env, changed)
-    assert sorted(jobs) == ["all", "judge_api", "report"]
+    assert sorted(jobs) == ["all", "judge_api", "leaderboard", "report"]
     assert sorted(jobs["judge_api"]) == ["results/verdicts/b/reference/dozen/model-1.jsonl",
                                      "results/verdicts/b/reference/dozen/model-2.jsonl"]
+    assert sorted(jobs["leaderboard"]) == ["results/alpaca_eval/b/reference/dozen/annotations.json",
+                                           "results/alpaca_eval/b/reference/dozen/leaderboard.csv"]
     changed["judges"]["b"] = {**config["judges"]["b"], "prompt": "medical"}
     assert sorted(planned(project, env, changed)["judge_api"]) == sorted(jobs["judge_api"])
 
@@ -113,17 +114,30 @@ def test_adding_a_model_adds_only_its_generation_verdicts_and_the_report(built):
     changed = json.loads(json.dumps(config))
     changed["evaluation"]["models"].append("model-3")
     jobs = planned(project, env, changed)
-    assert sorted(jobs) == ["all", "generate_api", "judge_api", "report"]
+    assert sorted(jobs) == ["all", "generate_api", "judge_api", "leaderboard", "report"]
     assert jobs["generate_api"] == ["results/outputs/model-3/dozen.json"]
     assert sorted(jobs["judge_api"]) == ["results/verdicts/a/reference/dozen/model-3.jsonl",
                                      "results/verdicts/b/reference/dozen/model-3.jsonl"]
 
 
+def test_adding_a_figure_draws_it_and_reruns_no_verdict(built):
+    project, env, config, _ = built
+    changed = json.loads(json.dumps(config))
+    changed["figures"] = {"figure2": {"title": "Figure 2", "models": ["model-1", "model-2"], "references": ["reference"],
+                                      "testsets": ["dozen"]}}   # judged by evaluation's judges: cells already judged
+    jobs = planned(project, env, changed)
+    assert sorted(jobs) == ["all", "figure"]
+    assert jobs["figure"] == ["results/figures/figure2.png", "results/figures/figure2.svg", "results/tables/figure2.csv",
+                              "results/tables/figure2.md", "results/tables/figure2.html"]
+
+
 @pytest.mark.parametrize("module,expected", [
-    ("winrates.py", {"all", "report"}),                        # the arithmetic: only the report
-    ("judge.py", {"all", "judge_api", "report"}),                  # the prompt and the parser: every verdict
-    ("llm/client.py", {"all", "judge_api", "report"}),             # the LLM layer: every LLM job, not the imports
-    ("testsets.py", {"all", "testset", "generate_api", "judge_api", "report"}),
+    ("winrates.py", {"all", "report", "leaderboard"}),         # the arithmetic: only what reports numbers
+    ("leaderboard.py", {"all", "leaderboard"}),               # alpaca_eval's formats: only those files
+    ("figures.py", set()),                                    # the paper's figures: none in this config
+    ("judge.py", {"all", "judge_api", "report", "leaderboard"}),   # the prompt and the parser: every verdict
+    ("llm/client.py", {"all", "judge_api", "report", "leaderboard"}),   # the LLM layer: every LLM job, not the imports
+    ("testsets.py", {"all", "testset", "generate_api", "judge_api", "report", "leaderboard"}),
 ])
 def test_editing_code_reruns_exactly_what_runs_it(built, module, expected):
     project, env, _, _ = built

@@ -1,102 +1,157 @@
-"""The reviewer's path (configs/released.yaml), offline: AlpaCare's released outputs from
-../shared/reference instead of GitHub, a handful of items, and the local log-prob judge.
-Then a clean results/ is rebuilt from the cache alone, byte for byte, without a call."""
+"""The reviewer's path (configs/released.yaml): the paper's figures rebuilt from AlpaCare's
+released outputs with the judge named on the command line, offline (the published files that
+../shared/reference holds served from 127.0.0.1 at their pinned addresses, a few items, the local
+log-prob judge); then packed into a replay bundle, from which the README's replay commands,
+run verbatim on a clean results/ and cache, rebuild every table and figure byte for byte
+without a call."""
 
 import json
+import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-from alpacare.ledger import summarize
 import yaml
 
-from conftest import REFERENCE, copy_project
+from alpacare import published
+from alpacare.config import load, verdict_cells
+from alpacare.ledger import summarize
+from conftest import ROOT, copy_project
 
 pytestmark = pytest.mark.workflow
 
-REPO = "https://raw.githubusercontent.com/XZhang97666/AlpaCare/master/data/"
 ITEMS = 2
-REFERENCES = ["claude-2"]  # one of the four keeps the test short: claude-2's iCliniq file has the odd format
+# what ../shared/reference holds: AlpaCare-7b's outputs and the four references' on iCliniq and
+# MedInstruct-test; one reference keeps the test short (claude-2's iCliniq file has the odd format)
+MODEL, REFERENCES, TESTSETS = "alpacare-7b", ["claude-2"], ["icliniq", "medinstruct-test"]
+JUDGE = "evaluation={judges: [smollm2-logprob]}"   # as the README types it
 
 
-def local_copy(url: str) -> Path:
-    """Where ../shared/reference keeps the file AlpaCare publishes at `url`."""
-    rel = url.removeprefix(REPO)
-    parts = rel.split("/")
-    if parts[0] == "reference_outputs":      # reference_outputs/gpt-4/iCliniq_output.jsonl
-        return REFERENCE / "reference_outputs" / f"{parts[1]}.{parts[2]}"
-    if parts[0] == "model_ouputs":           # model_ouputs/AlpaCare-7b/iCliniq/seed_0.json
-        return REFERENCE / "model_outputs" / f"{parts[1]}.{parts[2]}.{parts[3]}"
-    return REFERENCE / rel
-
-
-def snakemake(project, *args):
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=project, capture_output=True, text=True,
-                            timeout=1200)
+def snakemake(project, env, *args):
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=project, env=env, capture_output=True,
+                            text=True, timeout=1200)
     if result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
+    return result.stdout + result.stderr
 
 
 def artifacts(project) -> dict:
-    """Every file of results/ but the logs and the ledger (which hold times) and Snakemake's own markers."""
+    """Every file of results/ but the logs and the ledger (which hold times), Snakemake's own
+    markers and the bundle itself."""
     root = project / "results"
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.relative_to(root).parts[0] != "logs" and p.name != "ledger.jsonl"
+            if p.is_file() and p.relative_to(root).parts[0] not in ("logs", "bundle") and p.name != "ledger.jsonl"
             and not p.name.startswith(".snakemake")}
 
 
-def test_released_outputs_rebuild_figure_2_offline_and_replay_byte_identically(tmp_path, smollm2_dir):
-    if not (REFERENCE / "model_outputs" / "AlpaCare-7b.iCliniq.seed_0.json").exists():
-        pytest.skip(f"reference data not present: {REFERENCE}")
+def test_every_released_output_is_imported_by_its_pinned_address():
+    config = load("configs/released.yaml", ROOT)
+    refs = [spec["url"] for spec in config["testsets"].values()]
+    refs += [where for spec in config["generators"].values() for where in spec["import"].values()]
+    assert all(published.is_reference(r) for r in refs)
+    pins = [published.resolve(r) for r in refs]   # every one names a pinned file
+    imported = {r.removeprefix("alpacare:") for r in refs}
+    released = {path for path in published.FILES["alpacare"] if path.startswith("data/model_ouputs/")}
+    assert len(released) == 14 * 3 and released <= imported   # every model AlpaCare released, on every test set
+    assert {p.ref for p in pins if p.ref.startswith("alpaca_eval:")} == {
+        f"alpaca_eval:results/{name}/model_outputs.json" for name in ("text_davinci_003", "gpt4", "claude-2", "gpt-3.5-turbo-0301")}
+    # every generator on every test set; the figures' cells are evaluation's grid, each once
+    assert all(set(spec["import"]) == set(config["testsets"]) for spec in config["generators"].values())
+    evaluation = set(verdict_cells({"evaluation": config["evaluation"]}))
+    figures = set(verdict_cells({"figures": config["figures"]}))
+    assert evaluation == figures and len(evaluation) == 14 * 4 * 3
+    assert sorted(config["figures"]) == ["figure2", "figure3", "figure4", "figure6"]
+
+
+def test_the_released_grid_dry_runs_with_the_judge_named_on_the_command_line(tmp_path):
     project = copy_project(tmp_path)
+    out = snakemake(project, os.environ, "-n", "--quiet", "rules", "--configfile", "configs/released.yaml", "--config", JUDGE)
+    jobs = {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.MULTILINE)}
+    assert jobs == {"backbone": 1, "testset": 3, "generate_api": 14 * 3 + 4 * 3, "judge": 14 * 4 * 3, "figure": 4,
+                    "leaderboard": 4 * 3, "report": 1, "all": 1, "total": 244}
+
+
+def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(tmp_path, smollm2_dir, mirror):
+    base, _ = mirror
+    env = {**os.environ, "ALPACARE_MIRROR": base}
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project")
     config = yaml.safe_load((project / "configs/released.yaml").read_text())
-    for spec in config["testsets"].values():
-        spec["url"] = local_copy(spec["url"]).as_uri()
-        spec["limit"] = ITEMS
-    available = []
-    for name, spec in config["generators"].items():
-        files = {t: local_copy(url) for t, url in spec["import"].items()}
-        if all(f.exists() for f in files.values()):
-            spec["import"] = {t: f.as_uri() for t, f in files.items()}
-            available.append(name)
-    assert {"alpacare-7b", "gpt-4", "claude-2", "gpt-3.5-turbo", "text-davinci-003"} <= set(available)
-    assert config["evaluation"]["references"] == ["text-davinci-003", "gpt-3.5-turbo", "gpt-4", "claude-2"]
-    config["evaluation"]["models"] = [m for m in config["evaluation"]["models"] if m in available]
-    config["evaluation"]["references"] = REFERENCES
-    config["evaluation"]["judges"] = ["smollm2-logprob"]   # the judge the user names: here the offline one
+    config["testsets"] = {t: {**config["testsets"][t], "limit": ITEMS} for t in TESTSETS}
+    config["generators"] = {g: {"import": {t: config["generators"][g]["import"][t] for t in TESTSETS}}
+                            for g in [MODEL, *REFERENCES]}
+    config["evaluation"] = {**config["evaluation"], "models": [MODEL], "references": REFERENCES, "testsets": TESTSETS}
+    config["figures"] = {"figure2": {**config["figures"]["figure2"], "models": [MODEL], "references": REFERENCES}}
     (project / "released.yaml").write_text(yaml.safe_dump(config))
-    # the judge's backbone as this test session converted it (the rebuild below converts its own)
+    # the judge's backbone as this test session converted it (the replay below converts its own)
     shutil.copytree(smollm2_dir, project / "results/models/smollm2-135m")
 
-    snakemake(project, "--cores", "2", "--configfile", "released.yaml")
+    snakemake(project, env, "--cores", "2", "--configfile", "released.yaml", "--config", JUDGE)
     r = project / "results"
-    for testset in ("icliniq", "medinstruct-test"):
+    for testset in TESTSETS:
         items = [json.loads(line) for line in (r / f"testsets/{testset}.jsonl").read_text().splitlines()]
         assert len(items) == ITEMS
-        for generator in ["alpacare-7b", *REFERENCES]:
+        for generator in [MODEL, *REFERENCES]:
             outputs = json.loads((r / f"outputs/{generator}/{testset}.json").read_text())
             assert [o["id"] for o in outputs] == [t["id"] for t in items] and all(o["output"].strip() for o in outputs)
     icliniq = json.loads((r / "outputs/alpacare-7b/icliniq.json").read_text())
     assert icliniq[0]["instruction"].startswith("If you are a doctor") and icliniq[0]["input"].startswith("Hello doctor")
-    table = (r / "tables/winrates.csv").read_text().splitlines()
-    assert len(table) == 1 + 2 * len(REFERENCES)
-    assert {line.split(",")[2] for line in table[1:]} == {"icliniq", "medinstruct-test"}
-    assert (r / "tables/winrates_by_difficulty.csv").read_text().count("medinstruct-test") >= 1
-    first = artifacts(project)
-    assert {"figures/winrates.png", "figures/winrates.svg", "tables/winrates.tex", "tables/winrates.html"} <= set(first)
+    verdicts = [json.loads(x) for x in (r / "verdicts/smollm2-logprob/claude-2/icliniq/alpacare-7b.jsonl").read_text().splitlines()]
+    assert all(v["order_preference"] in ("a", "b", "tie") and len(v["cache_keys"]) == 1 for v in verdicts)
 
-    # the reviewer without keys: a clean results/ (the backbone converted anew), answered from the cache alone
+    # Figure 2's panels, beside the paper's numbers
+    assert (r / "figures/figure2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (r / "figures/figure2.svg").exists()
+    table = (r / "tables/figure2.csv").read_text().splitlines()
+    header = table[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in table[1:]]
+    assert [(x["testset"], x["model"], x["reference"], x["published"]) for x in rows] == [
+        ("icliniq", MODEL, "claude-2", "49.65"), ("medinstruct-test", MODEL, "claude-2", "48.40")]
+    md = (r / "tables/figure2.md").read_text()
+    assert md.startswith("Figure 2: Comparison of medical capacity")
+    assert "LC n/a for 2 of 2 cells: smollm2-logprob/claude-2/icliniq/alpacare-7b: 2 scored item(s), fewer than 30" in md
+    # every cell in our tables and in alpaca_eval's formats; one judge: nothing to agree on
+    assert len((r / "tables/winrates.csv").read_text().splitlines()) == 1 + len(TESTSETS)
+    board = (r / "alpaca_eval/smollm2-logprob/claude-2/icliniq/leaderboard.csv").read_text().splitlines()
+    assert board[0].startswith(",win_rate,standard_error,n_wins") and board[1].startswith("alpacare-7b,")
+    annotations = json.loads((r / "alpaca_eval/smollm2-logprob/claude-2/icliniq/annotations.json").read_text())
+    assert len(annotations) == ITEMS and all(a["preference"] in (1.0, 1.5, 2.0) for a in annotations)
+    assert len((r / "tables/judge_agreement.csv").read_text().splitlines()) == 1
+    # the report shows the figure with its caption
+    snakemake(project, env, "--report", "report.html", "--configfile", "released.yaml", "--config", JUDGE)
+    page = (project / "report.html").read_text()
+    assert "figure2" in page and "the number the" in page
+
+    # the bundle, from the same command with the target first
+    snakemake(project, env, "--cores", "2", "bundle", "--configfile", "released.yaml", "--config", JUDGE)
+    bundle = r / "bundle"
+    assert sorted(p.name for p in bundle.iterdir() if not p.name.startswith(".")) == [
+        "README.md", "cache.jsonl", "config.yaml", "configs", "lock", "manifest.json"]
+    replies = [json.loads(line) for line in (bundle / "cache.jsonl").read_text().splitlines()]
+    assert len(replies) == len(TESTSETS) * len(REFERENCES) * ITEMS * 2   # one reply per judgment, nothing else
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert {"results/figures/figure2.png", "results/tables/winrates.csv",
+            "results/alpaca_eval/smollm2-logprob/claude-2/icliniq/leaderboard.csv"} <= set(manifest["files"])
+    assert (bundle / "lock/spacy-model.txt").exists() and "snakemake==" in (bundle / "lock/environment.txt").read_text()
+    first = artifacts(project)
+
+    # a reviewer's clone: no results, no cache, the bundle at results/bundle; the README's replay block, verbatim
+    saved = shutil.move(str(bundle), tmp_path / "bundle")
     shutil.rmtree(r)
-    config["llm"]["replay_only"] = True
-    (project / "replay.yaml").write_text(yaml.safe_dump(config))
-    snakemake(project, "--cores", "2", "--configfile", "replay.yaml")
+    shutil.rmtree(project / ".cache")
+    (r).mkdir()
+    shutil.move(saved, bundle)
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL) if "alpacare.bundle restore" in b)
+    for command in block.strip().splitlines():
+        words = shlex.split(command)
+        argv = [sys.executable, "-m", "snakemake", *words[1:]] if words[0] == "snakemake" else [sys.executable, *words[1:]]
+        result = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     judged = [row for row in summarize(r / "ledger.jsonl") if row["rule"] == "judge"]
-    assert len(judged) == 1 and judged[0]["calls"] == 0
-    assert judged[0]["cache_hits"] == 2 * len(REFERENCES) * ITEMS * 2
+    assert len(judged) == 1 and judged[0]["calls"] == 0 and judged[0]["cache_hits"] == len(replies)
     again = artifacts(project)
     assert sorted(again) == sorted(first)
     assert [name for name in first if first[name] != again[name]] == []

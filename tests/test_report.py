@@ -1,9 +1,14 @@
+import csv
 import math
+
+import json
 
 import numpy as np
 import pytest
+import yaml
 
-from alpacare import report, winrates
+from alpacare import figures, report, winrates
+from conftest import ROOT
 from alpacare.stages.report import make_report
 from alpacare.io import read_jsonl, write_json, write_jsonl
 
@@ -83,20 +88,27 @@ def test_tables_figures_and_their_formats(tmp_path):
                 path = tmp_path / f"{judge}_{ref}_{model}.jsonl"
                 write_jsonl(path, rows_from({i: (1.0 if i % 3 else 0.0, 0.5 if model == "model_y" else 1.0) for i in range(10)}))
                 verdict_files[(judge, ref, "t_set", model)] = path
-    out = {name: tmp_path / "out" / f"{name}.{ext}" for name, ext in [
-        ("csv", "csv"), ("md", "md"), ("tex", "tex"), ("html", "html"), ("difficulty_csv", "csv"), ("difficulty_md", "md"),
-        ("difficulty_tex", "tex"), ("difficulty_html", "html"), ("png", "png"), ("svg", "svg")]}
-    out["difficulty_csv"] = tmp_path / "out" / "by_difficulty.csv"
-    for kind in ("md", "tex", "html"):
+    out = {"csv": tmp_path / "out" / "winrates.csv", "png": tmp_path / "out" / "winrates.png",
+           "svg": tmp_path / "out" / "winrates.svg"}
+    for kind in ("csv", "md", "tex", "html"):
+        out[kind] = tmp_path / "out" / f"winrates.{kind}"
         out[f"difficulty_{kind}"] = tmp_path / "out" / f"by_difficulty.{kind}"
+        out[f"agreement_{kind}"] = tmp_path / "out" / f"agreement.{kind}"
     outputs = {(g, "t_set"): tmp_path / f"{g}.json" for g in ("model_x", "model_y", "ref_1", "ref_2")}
     make_report(verdict_files, outputs, {"t_set": tmp_path / "t.jsonl"}, out)
     csv_lines = out["csv"].read_text().splitlines()
     assert csv_lines[0].split(",") == list(report.COLUMNS) and len(csv_lines) == 9
-    first = dict(zip(report.COLUMNS, csv_lines[1].split(",")))
+    first = next(csv.DictReader(csv_lines))
     assert first["judge"] == "j1" and first["win_rate"] == "80.00" and first["invalid"] == "0"
-    assert float(first["ci_low"]) <= 80.0 <= float(first["ci_high"]) and first["lc_win_rate"] != "n/a"
-    assert "| j1 | ref_1 | t_set | model_x | 80.00 |" in out["md"].read_text()
+    assert float(first["ci_low"]) <= 80.0 <= float(first["ci_high"])
+    # ten items: too few for a length-controlled win rate, and the caption says why
+    assert first["lc_win_rate"] == "n/a" and first["lc_note"] == "10 scored item(s), fewer than 30"
+    md = out["md"].read_text()
+    assert "| j1 | ref_1 | t_set | model_x | 80.00 |" in md
+    assert "LC n/a for 8 of 8 cells: j1/ref_1/t_set/model_x: 10 scored item(s), fewer than 30" in md.splitlines()[0]
+    # the two judges gave the same verdicts on the same pairs: full agreement
+    agreement = out["agreement_csv"].read_text().splitlines()
+    assert agreement == ["judge,other_judge,testset,cells,items,identical,kappa", "j1,j2,t_set,4,40,100.00,1.00"]
     tex = out["tex"].read_text()
     assert r"\begin{tabular}" in tex and r"ref\_1 & t\_set & model\_x & 80.00" in tex and r"\toprule" in tex
     assert "<td class=num>80.00</td>" in out["html"].read_text()
@@ -105,3 +117,170 @@ def test_tables_figures_and_their_formats(tmp_path):
     png, svg = out["png"].read_bytes(), out["svg"].read_bytes()
     make_report(verdict_files, outputs, {"t_set": tmp_path / "t.jsonl"}, out)
     assert out["png"].read_bytes() == png and out["svg"].read_bytes() == svg  # byte-identical on a rebuild
+
+
+def lc_rows(n, longer_share, seed=0):
+    """Verdict rows and lengths for n items; the model's output is longer on a share of them."""
+    rng = np.random.default_rng(seed)
+    rows = rows_from({i: (float(a), float(b)) for i, (a, b) in enumerate(rng.integers(0, 2, size=(n, 2)))})
+    lengths = {i: (100 + (50 if i < longer_share * n else -50), 100) for i in range(n)}
+    return rows, lengths
+
+
+def test_the_length_controlled_win_rate_is_shown_only_where_estimable():
+    rows, lengths = lc_rows(12, 0.5)
+    s = winrates.summarize(rows, lengths=lengths, seed=1)
+    assert math.isnan(s["lc_win_rate"]) and s["lc_note"] == "12 scored item(s), fewer than 30"
+    rows, lengths = lc_rows(40, 1.0)   # the model always longer: equal length is outside the data
+    s = winrates.summarize(rows, lengths=lengths, seed=1)
+    assert math.isnan(s["lc_win_rate"]) and math.isnan(s["lc_ci_low"])
+    assert s["lc_note"] == "the model's output is shorter (or as long) on only 0 of 40 items (each side of equal length needs 4: 10%)"
+    rows, lengths = lc_rows(40, 0.95)   # 2 of 40 shorter: still one-sided
+    assert "shorter (or as long) on only 2 of 40" in winrates.summarize(rows, lengths=lengths)["lc_note"]
+    # all of equal length: nothing to extrapolate, the length-controlled win rate is the win rate
+    s = winrates.summarize(rows, lengths={i: (100, 100) for i in range(40)})
+    assert s["lc_note"] == "" and s["lc_win_rate"] == pytest.approx(s["win_rate"], abs=0.2)
+    rows, lengths = lc_rows(200, 0.5)
+    s = winrates.summarize(rows, lengths=lengths, seed=1)
+    assert s["lc_note"] == "" and s["lc_ci_low"] < s["lc_win_rate"] < s["lc_ci_high"] and s["lc_se"] > 0
+    assert s == winrates.summarize(rows, lengths=lengths, seed=1)   # the bootstrap is seeded
+    # the win rate's own interval is what it was without lengths
+    assert {k: s[k] for k in ("ci_low", "ci_high")} == {k: winrates.summarize(rows, seed=1)[k] for k in ("ci_low", "ci_high")}
+
+
+def test_the_bootstraps_batched_fit_is_the_single_fit():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, size=(6, 80)) / 4
+    d = rng.normal(0, 200, size=(6, 80))
+    batched = winrates._fit_at_equal_length(y, d)
+    assert batched == pytest.approx([winrates.length_controlled(y[i], d[i]) for i in range(6)], abs=1e-9)
+
+
+def test_judge_agreement_and_cohens_kappa():
+    first = {0: 1.0, 1: 0.75, 2: 0.0, 3: 0.5, 4: 1.0}
+    second = {0: 1.0, 1: 0.0, 2: 0.25, 3: 0.5, 9: 1.0}   # item 9 only one judge scored
+    a = winrates.agreement(first, second)
+    # outcomes on items 0-3: (win, win), (win, loss), (loss, loss), (tie, tie): 3 of 4 agree;
+    # chance: win 2/4 x 1/4 + loss 1/4 x 2/4 + tie 1/4 x 1/4 = 5/16
+    assert a["items"] == 4 and a["identical"] == 50.0
+    assert a["kappa"] == round((3 / 4 - 5 / 16) / (1 - 5 / 16), 3)
+    assert math.isnan(winrates.agreement({0: 1.0}, {1: 1.0})["kappa"])
+
+
+def test_agreement_is_pooled_over_the_pairs_two_judges_share():
+    from alpacare.stages.report import judge_agreement
+
+    same = rows_from({0: (1.0, 1.0), 1: (0.0, 0.0)})
+    other = rows_from({0: (1.0, 1.0), 1: (1.0, 1.0)})
+    verdicts = {("j1", "r", "t", "m"): same, ("j2", "r", "t", "m"): other, ("j1", "r", "t", "m2"): same,
+                ("j2", "r", "u", "m"): same}   # j2 saw m2 nowhere, and test set u without j1
+    assert judge_agreement(verdicts) == [{"judge": "j1", "other_judge": "j2", "testset": "t", "cells": 1, "items": 2,
+                                          "identical": 50.0, "kappa": 0.0}]
+
+
+def test_leaderboard_and_annotations_follow_alpaca_evals_definitions(tmp_path):
+    from alpacare import leaderboard
+
+    scores = {0: (1.0, 1.0), 1: (1.0, 0.5), 2: (0.5, 0.5), 3: (0.0, 0.5), 4: (0.0, 0.0), 5: (1.0, None)}
+    rows = rows_from(scores)
+    for row in rows:
+        row["reply"] = f"reply {row['id']} {row['order']}"
+    model = [{"id": i, "instruction": f"q{i}", "input": "ctx" if i == 0 else "", "output": "m" * (10 + i)} for i in range(6)]
+    reference = [{"id": i, "instruction": f"q{i}", "input": "", "output": f"r{i}"} for i in range(6)]
+    records = leaderboard.annotations(rows, model, reference, judge="j", model="m", reference="r", dataset="t")
+    assert [r["preference"] for r in records] == [2.0, 1.75, 1.5, 1.25, 1.0, None]   # 1 + the model's score
+    first = records[0]
+    assert (first["output_1"], first["generator_1"], first["output_2"], first["generator_2"]) == ("r0", "r", "m" * 10, "m")
+    assert first["instruction"] == "q0\n\nctx" and first["annotator"] == "j" and first["dataset"] == "t"
+    assert records[1]["preference_reference_first"] == 2.0 and records[1]["preference_model_first"] == 1.5
+    summary = winrates.summarize(rows)
+    board = leaderboard.leaderboard_row(records, model, summary)
+    # alpaca_eval's arithmetic (metrics/helpers.py) on preferences 2, 1.75, 1.5, 1.25, 1
+    assert board["win_rate"] == pytest.approx(50.0) and board["win_rate"] == pytest.approx(summary["win_rate"])
+    assert board["standard_error"] == pytest.approx(100 * np.std([1, 0.75, 0.5, 0.25, 0], ddof=1) / math.sqrt(5))
+    assert (board["n_wins"], board["n_wins_base"], board["n_draws"], board["n_total"]) == (2, 2, 1, 5)
+    assert board["discrete_win_rate"] == pytest.approx(50.0) and board["avg_length"] == 12 and board["mode"] == "community"
+    leaderboard.write_leaderboard(tmp_path / "leaderboard.csv", {"m": board, "better": {**board, "win_rate": 80.0}})
+    lines = (tmp_path / "leaderboard.csv").read_text().splitlines()
+    # alpaca_eval's header (src/alpaca_eval/leaderboards/data_AlpacaEval_2/*.csv): the model as an unnamed index
+    assert lines[0] == (",win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,mode,avg_length,"
+                        "length_controlled_winrate,lc_standard_error")
+    assert [line.split(",")[0] for line in lines[1:]] == ["better", "m"]   # sorted by win rate
+    assert lines[2].endswith(",community,12,,")   # the length-controlled win rate: not estimable here, empty
+
+
+RELEASED = yaml.safe_load((ROOT / "configs/released.yaml").read_text())
+
+
+def test_every_published_number_has_a_cell_in_the_released_config():
+    from alpacare.config import validate
+
+    config = validate(json.loads(json.dumps(RELEASED)))
+    published = figures.read_published(ROOT / "data/paper/alpacare_published.yaml")
+    counts = {}
+    for name, spec in config["figures"].items():
+        cells = figures.published_cells(published, spec["paper_figure"], spec)
+        counts[name] = len(cells)
+        # no number in the file goes unused: a label typo would silently drop it
+        listed = sum(1 for panel in published["figures"][spec["paper_figure"]]["panels"]
+                     for by_ref in panel["values"].values() for value in by_ref.values() if value is not None)
+        assert len(cells) == listed, name
+    assert counts == {"figure2": 48, "figure3": 24, "figure4": 24, "figure6": 48}
+    cells = figures.published_cells(published, "Figure 2", config["figures"]["figure2"])
+    assert cells[("icliniq", "alpacare-7b", "claude-2")] == (49.65, "Figure 2(a), plots/7b-model-results-1.png")
+    assert cells[("medinstruct-test", "chatdoctor-7b", "gpt-4")][0] == 20.4
+    assert figures.published_cells(published, "Figure 6", config["figures"]["figure6"])[
+        ("alpacafarm", "alpacare-13b", "text-davinci-003")][0] == 60.7
+
+
+def test_a_figure_in_the_papers_layout_beside_the_published_numbers(tmp_path):
+    from alpacare.stages.figure import make_figure
+
+    spec = {**RELEASED["figures"]["figure6"], "judges": ["j"], "published": str(ROOT / "data/paper/alpacare_published.yaml")}
+    spec["names"] = RELEASED["_names"]
+    verdict_files, output_files = {}, {}
+    for testset in spec["testsets"]:
+        for generator in spec["models"] + spec["references"]:
+            path = tmp_path / f"{generator}.{testset}.json"
+            write_json(path, [{"id": i, "instruction": f"q{i}", "input": "", "output": "w" * (20 + i * len(generator) % 7)}
+                              for i in range(40)])
+            output_files[(generator, testset)] = path
+        for m, model in enumerate(spec["models"]):
+            for r, reference in enumerate(spec["references"]):
+                path = tmp_path / f"{model}.{reference}.{testset}.jsonl"
+                write_jsonl(path, rows_from({i: (float((i + m) % 3 > 0), float((i * r) % 4 > 1)) for i in range(40)}))
+                verdict_files[("j", reference, testset, model)] = path
+    verdict_files.pop(("j", "claude-2", "alpacafarm", "medalpaca-13b"))
+    out = {k: tmp_path / "out" / f"figure6.{ext}" for k, ext in [("png", "png"), ("svg", "svg"), ("csv", "csv"),
+                                                                  ("md", "md"), ("html", "html")]}
+    with pytest.raises(KeyError):   # every cell of the grid must be there
+        make_figure(spec, verdict_files, output_files, spec["published"], out)
+    path = tmp_path / "missing.jsonl"
+    write_jsonl(path, rows_from({i: (None, None) for i in range(40)}))   # judged, nothing scored: no bar, no error
+    verdict_files[("j", "claude-2", "alpacafarm", "medalpaca-13b")] = path
+    make_figure(spec, verdict_files, output_files, spec["published"], out)
+    table = list(csv.DictReader(out["csv"].read_text().splitlines()))
+    assert len(table) == 3 * 4 * 4 and [r["testset"] for r in table[:17:16]] == ["icliniq", "medinstruct-test"]
+    row = next(r for r in table if (r["testset"], r["model"], r["reference"]) == ("icliniq", "alpacare-13b", "gpt-4"))
+    assert row["published"] == "48.20" and row["published_source"] == "Figure 6(a), plots/13b-model-results.png"
+    assert float(row["difference"]) == pytest.approx(float(row["win_rate"]) - 48.2, abs=0.011)
+    empty = next(r for r in table if (r["testset"], r["model"], r["reference"]) == ("alpacafarm", "medalpaca-13b", "claude-2"))
+    assert empty["win_rate"] == "n/a" and empty["published"] == "0.00" and empty["difference"] == "n/a"
+    md = out["md"].read_text()
+    assert md.startswith("Figure 6: Result comparison on 13B instruction-tuned models")
+    assert "Published: Zhang et al., AlpaCare" in md and "(judge gpt-3.5-turbo)" in md
+    assert "LC n/a for 1 of 48 cells: j/claude-2/alpacafarm/medalpaca-13b: 0 scored item(s), fewer than 30." in md
+    png, svg = out["png"].read_bytes(), out["svg"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"AlpaCare" in svg and b"Claude-2" in svg   # the paper's labels
+    make_figure(spec, verdict_files, output_files, spec["published"], out)
+    assert out["png"].read_bytes() == png and out["svg"].read_bytes() == svg
+
+
+def test_bad_published_files_are_named(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("source: s\njudge: j\nfigures: {F: {panels: [{testset: T, source: s, values: {M: {R: 140}}}]}}\n")
+    with pytest.raises(figures.PublishedError, match=r"p\.yaml: figures\.F\.panels\.0\.values\.M\.R: 140 is no win rate"):
+        figures.read_published(path)
+    path.write_text("source: s\nfigures: {}\n")
+    with pytest.raises(figures.PublishedError, match=r"p\.yaml: needs a text field 'judge'"):
+        figures.read_published(path)

@@ -26,7 +26,8 @@ UP = ROOT / "tests" / "slurm" / "up.sh"
 CLUSTER_JOBS = {"generate_tasks": 1, "respond": 1, "finetune": 1, "generate": 3, "judge": 2,
                 "usmle_generation": 3, "usmle_loglik": 3}
 LOCAL_RULES = {"backbone", "seeds", "testset", "dedup", "dataset", "report", "generate_api", "judge_api",
-               "dataset_card", "stats", "verbs", "usmle_questions", "usmle_report", "usmle_generation_api"}
+               "dataset_card", "stats", "verbs", "usmle_questions", "usmle_report", "usmle_generation_api",
+               "figure", "leaderboard", "bundle"}
 TUNED = "alpacare-smollm2"
 STAGE = {"generate_tasks": "selfinstruct", "respond": "selfinstruct", "generate": "generate", "judge": "judge",
          "usmle_generation": "generate", "usmle_loglik": "generate"}  # cluster.runtime key of each model rule

@@ -102,7 +102,7 @@ def test_changing_a_judge_setting_reruns_only_judging(run):
     (project / "judge.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(project, "-n", "--configfile", "judge.yaml")
     jobs = [line.split()[0] for line in result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip()]
-    assert sorted(jobs) == ["all", "judge", "report"]
+    assert sorted(jobs) == ["all", "judge", "leaderboard", "report"]
 
 
 def test_config_typo_fails_before_any_job(tmp_path):
@@ -147,6 +147,7 @@ EXPECTED_PAPER_JOBS = {
     "generate_api": 15,   # imported: 4 references and ChatDoctor x 3 test sets
     "judge_api": 228,     # Figures 2-6 (216 cells) and the ablation (12)
     "report": 1,
+    "leaderboard": 24,    # alpaca_eval's files: 2 judges x 4 references x 3 test sets
     "usmle_questions": 1,
     "usmle_generation": 13,  # our 8 models and medAlpaca's 5 table rows, on GPU nodes
     "usmle_loglik": 13,

@@ -23,6 +23,7 @@ def judge_outputs(model_path, reference_path, out, *, judge_name, method, max_to
                                   max_tokens=max_tokens, prompt=prompt)
     candidates = {(i, order): (a, b) for i, order, _, a, b in judge.pair_candidates(model_outputs, reference_outputs)}
     requests = [r for _, r in tagged]
+    asked_requests = [[r] for r in requests]
     attempts = [[response] for response in llm.run(requests)]
     for _ in range(reasks if method == "reply" else 0):
         todo = [n for n, (tag, _) in enumerate(tagged)
@@ -32,9 +33,12 @@ def judge_outputs(model_path, reference_path, out, *, judge_name, method, max_to
         log.info("re-asking %d judgment(s) without a verdict", len(todo))
         for n in todo:
             requests[n] = judge.reask(requests[n], attempts[n][-1].text, prompt)
+            asked_requests[n].append(requests[n])
         for n, response in zip(todo, llm.run([requests[n] for n in todo])):
             attempts[n].append(response)
-    rows = judge.verdicts([(tag, a) for (tag, _), a in zip(tagged, attempts)], method, tie_margin, candidates)
+    # the cache entry behind every attempt, recorded in the verdict row (independent of how the cache stores it)
+    keys = {tag: [llm.key(r) for r in asked] for (tag, _), asked in zip(tagged, asked_requests)}
+    rows = judge.verdicts([(tag, a) for (tag, _), a in zip(tagged, attempts)], method, tie_margin, candidates, keys)
     write_jsonl(out, rows)
     invalid = sum(r["invalid"] for r in rows)
     log.info("%d judgments, %d re-asked, %d without a verdict", len(rows), sum(len(a) > 1 for a in attempts), invalid)

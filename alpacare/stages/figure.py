@@ -1,0 +1,24 @@
+"""Stage: one of the paper's figures (config `figures:`), beside its published numbers."""
+
+from __future__ import annotations
+
+import logging
+
+from .. import figures, report
+from .report import summaries
+
+log = logging.getLogger("alpacare")
+
+
+def make_figure(spec: dict, verdict_files: dict, output_files: dict, published_path, out: dict) -> None:
+    """One of the paper's figures (spec: a `figures:` entry with its judges filled in): out
+    png, svg, csv, md, html."""
+    rows, _ = summaries(verdict_files, output_files)
+    published = figures.read_published(published_path) if published_path else None
+    cells = figures.published_cells(published, spec.get("paper_figure"), spec) if published else {}
+    shown = figures.figure_rows(rows, spec, cells)
+    title = figures.figure_title(spec, published, shown, report.lc_caption(shown))
+    headers = {**report.HEADERS, **figures.FIGURE_HEADERS}
+    report.write_tables(shown, figures.FIGURE_COLUMNS, title, out["csv"], out["md"], None, out["html"], headers=headers)
+    figures.plot_figure(shown, spec, [out["png"], out["svg"]], published["judge"] if published else None)
+    log.info("%d cells, %d with a published number", len(shown), len(cells))
