@@ -105,7 +105,7 @@ def test_full_fine_tune_learns_and_leaves_every_artifact(full_run):
     assert summary["examples"] == 8 and summary["resumed_from_step"] == 0
     assert (summary["devices"], summary["accumulation"], summary["global_batch"]) == (1, 2, 4)
     config = json.loads((out / "train_config.json").read_text())
-    assert config["hp"]["lr"] == HP["lr"] and config["runtime"]["accumulation"] == 2 and config["runtime"]["bf16"] is False
+    assert config["hp"]["lr"] == HP["lr"] and config["runtime"]["accumulation"] == 2 and config["runtime"]["precision"] == "fp32"
     assert json.loads((out / "train_mixture.json").read_text())[0] | {"seed": 0} == {
         "dataset": "tiny", "available": 8, "taken": 8, "max": None, "seed": 0}
     for name in ("model.safetensors", "config.json", "tokenizer.json", "train_loss.png", "train_summary.json"):
