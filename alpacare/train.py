@@ -2,15 +2,17 @@
 
 Why `Trainer` (not TRL's SFTTrainer, not a loop on plain accelerate): it is already a
 dependency, it runs on accelerate (so `accelerate launch` gives FSDP, DeepSpeed ZeRO-3 or DDP
-across a job's GPUs), and it brings bf16 autocast over fp32 master weights, tf32, gradient
-accumulation with the loss normalised over the whole global batch (also across devices),
-activation checkpointing, a checkpoint every K steps and exact resume (optimizer, scheduler,
-RNG and data position). SFTTrainer would add a dependency whose own prompt formatting and
-masking we would have to switch off, since those are the parts that are ours:
+across a job's GPUs), and it brings bf16 (or fp16) autocast over fp32 master weights, tf32,
+gradient accumulation with the loss normalised over the whole global batch (also across
+devices), activation checkpointing, sharded checkpoints and exact resume (optimizer,
+scheduler, RNG and data position). SFTTrainer would add a dependency whose own prompt
+formatting and masking we would have to switch off, since those are the parts that are ours:
 
 - the prompt (alpacare.template, the same definition generation uses; BOS where the
   tokenizer adds one), the response and EOS appended, loss on response tokens only;
-- the data mixture, the derived gradient accumulation, and the artifacts.
+- the training order (training_order: whole global batches, so processes never split unevenly),
+  the data mixture, the derived gradient accumulation, and the artifacts;
+- when to checkpoint (every save_minutes) and the progress lines (callbacks).
 
 One process per device: `python -m alpacare.train <run.json>` (what `accelerate launch`
 starts on every GPU), or `run()` in-process for a single device. The stage
@@ -333,7 +335,7 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     """Train one model in this process (one of several under `accelerate launch`), resuming
     from the work dir's latest checkpoint if there is one; the main process saves the model
     to <work_dir>/trained/ with train_state.json and returns that state."""
-    from transformers import AutoTokenizer, Trainer
+    from transformers import AutoTokenizer, PrinterCallback, Trainer
 
     hp, rt = run["hp"], run["runtime"]
     tokenizer = AutoTokenizer.from_pretrained(run["backbone"])
@@ -348,7 +350,9 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     model = load_for_training(run["backbone"], hp["method"], hp.get("lora"), rt["gradient_checkpointing"],
                               hardware.DTYPES[rt["precision"]], empty=fsdp_active(run) and args.process_index != 0)
     trainer = Trainer(model=model, args=args, train_dataset=Examples(examples, order, pad_id(tokenizer)),
-                      data_collator=collator(tokenizer, rt["padding_free"]), callbacks=[*callbacks(run, steps_per_epoch), *extra_callbacks])
+                      data_collator=collator(tokenizer, rt["padding_free"]),
+                      callbacks=[*callbacks(run, steps_per_epoch), *extra_callbacks])
+    trainer.remove_callback(PrinterCallback)  # a dict per step; ProgressLog's lines replace it
     resume = last_checkpoint(run["work_dir"])
     resumed_from = int(resume.rsplit("-", 1)[1]) if resume else 0
     if trainer.is_world_process_zero():

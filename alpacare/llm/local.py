@@ -133,7 +133,7 @@ class _Progress:
     def __init__(self, total: int, budget: int, every: float, clock):
         self.total, self.budget, self.every, self.clock = total, budget, every, clock
         self.start = self.last = clock()
-        self.steps = self.done = self.tokens = 0
+        self.steps = self.done = self.tokens = self.logged = 0
 
     def step(self, done: int, decoded: int) -> None:
         self.steps += 1
@@ -142,7 +142,12 @@ class _Progress:
             self.last = self.clock()
             self.log()
 
+    def finish(self) -> None:
+        if self.logged != self.steps:
+            self.log()
+
     def log(self) -> None:
+        self.logged = self.steps
         elapsed = max(self.clock() - self.start, 1e-9)
         left = (self.budget - self.steps) * elapsed / max(self.steps, 1) if self.done < self.total else 0.0
         log.info("local decode: %d/%d done, step %d of at most %d, %d tokens, %.1f tokens/s, at most ~%.0fs left",
@@ -213,7 +218,7 @@ class _Decoder:
             out = self.model(input_ids=step, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             logits = out.logits[:, -1].float()
-        progress.log()
+        progress.finish()
         return [
             Response(text=r.text, finish_reason=r.finish_reason, input_tokens=r.prompt_len, output_tokens=len(r.generated))
             for r in rows
