@@ -99,8 +99,9 @@ def chat_llama(tmp_path):
     return path, AutoTokenizer.from_pretrained(path)
 
 
-def test_vllm_gets_the_token_ids_of_the_transformers_path_all_in_one_call(chat_llama, monkeypatch):
-    from alpacare.llm import LLM
+def test_vllm_gets_the_token_ids_of_the_transformers_path(chat_llama, monkeypatch):
+    """A chat template that writes BOS, turned into text and handed to vLLM, would get a second
+    BOS from vLLM's own special tokens; the transformers path has one."""
     from alpacare.llm.local import prompt_ids
     from alpacare.llm.vllm_local import VLLMProvider
     from conftest import fake_gpus
@@ -108,15 +109,30 @@ def test_vllm_gets_the_token_ids_of_the_transformers_path_all_in_one_call(chat_l
     path, tokenizer = chat_llama
     fake_gpus(monkeypatch, (8, 0))
     vllm = FakeVLLM(tokenizer).install(monkeypatch)
-    requests = [Request.chat(path, f"Is fever number {n} dangerous?", max_tokens=8) for n in range(40)]
-    requests.append(Request(model=path, prompt="### Instruction:\nDefine sepsis.\n\n### Response:", max_tokens=8))
-    LLM(VLLMProvider(path), batch_size=32).run(requests)
-    assert len(vllm.calls) == 1 and len(vllm.calls[0]["prompts"]) == 41  # one call: vLLM schedules them itself
-    for request, prompt in zip(requests, vllm.calls[0]["prompts"]):
+    requests = [Request.chat(path, "Is a mild fever dangerous?", max_tokens=8),
+                Request.chat(path, "Define sepsis.", system="You are a doctor.", max_tokens=8),
+                Request(model=path, prompt="### Instruction:\nDefine sepsis.\n\n### Response:", max_tokens=8)]
+    VLLMProvider(path).complete_batch(requests)
+    (call,) = vllm.calls
+    for request, prompt in zip(requests, call["prompts"]):
+        assert isinstance(prompt, dict), f"a text prompt ({prompt!r}) would be tokenized again by vLLM"
         ids = prompt["prompt_token_ids"]
         assert ids == prompt_ids(tokenizer, request)  # exactly what the transformers path feeds its model
         assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
-    assert vllm.engines[0].kwargs["dtype"] == "bfloat16" and vllm.calls[0]["lora_request"] is None
+    assert vllm.engines[0].kwargs["dtype"] == "bfloat16" and call["lora_request"] is None
+
+
+def test_vllm_gets_all_of_a_jobs_prompts_in_one_call(chat_llama, monkeypatch):
+    """vLLM batches continuously; waves of batch_size (32) would each wait for their longest reply."""
+    from alpacare.llm import LLM
+    from alpacare.llm.vllm_local import VLLMProvider
+    from conftest import fake_gpus
+
+    path, tokenizer = chat_llama
+    fake_gpus(monkeypatch, (8, 0))
+    vllm = FakeVLLM(tokenizer).install(monkeypatch)
+    LLM(VLLMProvider(path), batch_size=32).run([Request.chat(path, f"Is fever {n} dangerous?") for n in range(70)])
+    assert [len(call["prompts"]) for call in vllm.calls] == [70]
 
 
 def test_vllm_computes_in_float16_on_gpus_before_ampere(chat_llama, monkeypatch):
