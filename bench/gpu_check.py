@@ -180,6 +180,18 @@ def split_phase(tiny_dir: str) -> None:
     say("split", f"layers on {', '.join(devices)}: {len(out)} rows decoded, lengths {[r.output_tokens for r in out]}")
 
 
+def free_memory() -> None:
+    """Let the next phase's processes have the GPUs: drop the loaded model and the allocator's cache."""
+    import gc
+
+    from alpacare import checkpoints
+
+    checkpoints._MODELS.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the tiny test Llama and a few steps (a smoke test)")
@@ -207,6 +219,7 @@ def main():
         model_dir, params = build_model(scratch / "model", args.tiny, device)
         trained = train_phase(model_dir, params, scratch / "train", args)
         generate_phase(trained, args)
+        free_memory()
         if not args.cpu and hardware.visible_gpus() >= 2:
             tiny = build_tiny_llama(scratch / "tiny")
             fsdp_phase(tiny, scratch)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from alpacare import hardware
 from alpacare.llm import LLM, Cache, Request
 from alpacare.llm.local import LocalProvider, fingerprint
 from alpacare.train import IGNORE, encode_example
@@ -19,7 +20,9 @@ def test_greedy_is_deterministic_and_independent_of_the_batch(llm, smollm2_dir):
     b = Request(model=smollm2_dir, prompt="Hypertension is defined as", max_tokens=12)
     alone = llm.run([a])[0]
     together = llm.run([b, a, b])
-    assert alone.text and alone.text == together[1].text
+    assert alone.text
+    if hardware.precision() == "fp32":  # in 16-bit (a GPU) sums depend on the batch: bench/gpu_check.py counts those
+        assert alone.text == together[1].text
     assert together[0].text == together[2].text
     assert alone.finish_reason == "length" and alone.output_tokens == 24
 

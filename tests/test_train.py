@@ -116,21 +116,22 @@ def test_full_fine_tune_learns_and_leaves_every_artifact(full_run):
 
 def generates_as_transformers_does(checkpoint: str, tmp_path, monkeypatch):
     """The generate stage (kind alpaca) on a checkpoint gives the same greedy tokens as
-    transformers' own generate from the training prompt (BOS first where the tokenizer has one)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    transformers' own generate from the training prompt (BOS first where the tokenizer has one).
+    Like with like: the same loaded model (its dtype and device: bf16 on a GPU, fp32 on a CPU)
+    and one prompt at a time on both sides, since 16-bit sums depend on the batch's shape."""
     monkeypatch.chdir(tmp_path)  # the stage appends to results/ledger.jsonl
     testset = tmp_path / "testset.jsonl"
     items = [{"id": 0, "instruction": "What usually causes a fever?", "input": ""},
              {"id": 1, "instruction": "Summarize the note.", "input": "A cough."}]
     testset.write_text("".join(json.dumps(t) + "\n" for t in items))
     generate_outputs(testset, tmp_path / "out.json", generator="tuned", kind="alpaca", spec={"provider": "local"},
-                     settings={"cache": None}, model_dir=checkpoint, max_new_tokens=6)
+                     settings={"cache": None, "batch_size": 1}, model_dir=checkpoint, max_new_tokens=6)
     outputs = json.loads((tmp_path / "out.json").read_text())
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    model, tokenizer = load_model(checkpoint)
     for item, output in zip(items, outputs):
         ids = encode_prompt(tokenizer, alpaca_prompt(item["instruction"], item["input"]))
-        generated = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False)[0, len(ids):]
+        generated = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=6,
+                                   do_sample=False)[0, len(ids):]
         assert output["generator"] == "tuned"
         assert output["output"] == tokenizer.decode(generated, skip_special_tokens=True).strip()
     return outputs
