@@ -59,3 +59,22 @@ def test_fewer_visible_gpus_than_asked_for_stop_the_job_by_name(monkeypatch, dat
                                                 r"\(CUDA_VISIBLE_DEVICES='0,1'\)"):
         finetune(data, "unused", tmp_path / "tiny-7b", HP, {"gpus": 4, "micro_batch_size": 1})
     assert not (tmp_path / "tiny-7b.resume").exists()
+
+
+def test_a_test_clusters_fake_gpus_train_on_the_cpu_by_config_alone():
+    """tests/slurm/up.sh offers GPUs that are device files: with cluster.fake_gpus the job
+    still asks SLURM for them but trains on the CPU; without it, it would stop (above)."""
+    import copy
+
+    from alpacare import cluster
+    from alpacare.config import load
+    from alpacare.stages.finetune import runtime_settings
+    from conftest import ROOT
+
+    config = load(ROOT / "config.yaml")
+    config["models"]["alpacare-smollm2"]["gpus"] = 1
+    assert runtime_settings(config, "alpacare-smollm2")["gpus"] == 1
+    fake = copy.deepcopy(config)
+    fake["cluster"]["fake_gpus"] = True
+    assert runtime_settings(fake, "alpacare-smollm2")["gpus"] == 0
+    assert cluster.finetune_resources(fake, "alpacare-smollm2")["gpu"] == 1

@@ -8,6 +8,7 @@ it is not a dependency of the project (pip install vllm on the GPU node).
   special tokens vLLM would add to a text prompt.
 - A job's requests all go in one generate call: vLLM batches continuously, so a long reply
   does not hold up a wave of short ones (the client hands them over at once: schedules_batches).
+  They are all in flight together, so a job killed midway asks them all again.
 - A lora-8bit/-4bit checkpoint (adapter/ + base_model.json, no weights of its own) is served
   as its base in 16-bit with the adapter applied to every request (enable_lora, LoRARequest).
   The transformers path runs that base quantised to 8/4 bits, as it was trained; the 16-bit

@@ -54,12 +54,18 @@ def split_settings(spec: dict, run_seed: int) -> tuple[dict, dict]:
 def runtime_settings(config: dict, model: str) -> dict:
     """A model's runtime settings as its training job uses them: activation checkpointing
     switched on where the GPUs' memory needs it (alpacare.cluster.finetune_gpu_plan, which
-    also stops a model that cannot fit, naming what to change)."""
+    also stops a model that cannot fit, naming what to change); on a test cluster whose GPUs
+    are fake (cluster.fake_gpus), the CPU."""
     runtime = split_settings(config["models"][model], config["run_seed"])[1]
     plan = cluster.finetune_gpu_plan(config, model)
     if plan["gradient_checkpointing"] and not runtime.get("gradient_checkpointing"):
         log.info("activation checkpointing on: %s", plan["why"])
-    return {**runtime, "gradient_checkpointing": plan["gradient_checkpointing"]}
+    runtime["gradient_checkpointing"] = plan["gradient_checkpointing"]
+    if config["cluster"].get("fake_gpus") and runtime.get("gpus"):
+        log.warning("cluster.fake_gpus: the job holds %d GPU(s) with no CUDA behind them; training on the CPU",
+                    runtime["gpus"])
+        runtime["gpus"] = 0
+    return runtime
 
 
 def resolve_run(hp: dict, runtime: dict, devices: int, backbone_dir: str, work_dir: Path) -> dict:
