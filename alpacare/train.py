@@ -313,7 +313,7 @@ def callbacks(run: dict, steps_per_epoch: int, clock=time.monotonic) -> list:
             steps, minutes = rt.get("save_steps"), rt.get("save_minutes")
             due = bool(steps) and state.global_step % steps == 0
             due |= minutes is not None and clock() - self.last >= 60 * minutes
-            if args.world_size > 1:
+            if args.world_size > 1 and minutes is not None:  # steps alone agree without asking
                 flag = torch.tensor([int(due)], device=args.device)
                 torch.distributed.broadcast(flag, src=0)
                 due = bool(flag.item())
