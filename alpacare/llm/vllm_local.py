@@ -26,6 +26,9 @@ from .. import hardware
 from ..checkpoints import adapter_checkpoint, base_dir, fingerprint
 from .base import LLMError, Provider, Request, Response
 
+# Part of every vLLM reply's cache key, like llm.local's DECODER_VERSION: bump it when a change
+# here changes what a request returns (2: prompts as token ids; 1 sent text and got a second BOS)
+PROMPTING_VERSION = 2
 VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
@@ -52,7 +55,7 @@ class VLLMProvider(Provider):
 
     def identity(self) -> dict:
         # a different engine may decode differently: its version is part of a reply's identity
-        return {"weights": fingerprint(self.model_dir), "vllm": _vllm().__version__}
+        return {"weights": fingerprint(self.model_dir), "vllm": _vllm().__version__, "prompting": PROMPTING_VERSION}
 
     def engine(self):
         if self._engine is None:
