@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from . import hardware
 from .llm.base import LLMError
 
 _MODELS: dict[str, tuple] = {}
@@ -20,14 +21,15 @@ BASE_MODEL_FILE = "base_model.json"  # {"base": backbone dir relative to the che
 
 
 def load_model(path: str):
-    """Model and tokenizer of an HF directory, loaded once per process."""
+    """Model and tokenizer of an HF directory, loaded once per process, in the precision of
+    the job's GPUs (alpacare.hardware: bf16 from Ampere on, fp16 before; fp32 on a CPU)."""
     if path not in _MODELS:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not Path(path).is_dir():
             raise LLMError(f"local model directory not found: {path}")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = hardware.dtype()
         tokenizer = AutoTokenizer.from_pretrained(path)
         base_file = Path(path) / BASE_MODEL_FILE
         if base_file.exists():
@@ -41,8 +43,15 @@ def load_model(path: str):
 
 def gpu_device_map():
     """Every GPU the job was granted: a cluster job for a 13B model gets two (its bf16 weights
-    alone fill most of one 40 GB GPU), and accelerate spreads the layers over them."""
+    alone fill most of one 40 GB GPU), and accelerate spreads the layers over them (the
+    decoder then keeps each cache layer's row selection on that layer's GPU: llm.local)."""
     return "auto" if torch.cuda.device_count() > 1 else {"": 0}
+
+
+def adapter_checkpoint(path: str | Path) -> dict | None:
+    """base_model.json of a base + adapter checkpoint ({"base", "bits"}); None for a standalone model."""
+    base_file = Path(path) / BASE_MODEL_FILE
+    return json.loads(base_file.read_text()) if base_file.exists() else None
 
 
 def base_dir(checkpoint: str | Path) -> Path:

@@ -21,8 +21,29 @@ REFERENCE_SIZE_B = 7.0
 UNKNOWN_SIZE_B = 7.0
 # bytes per parameter: bf16 weights on a GPU, float32 on a CPU (as alpacare.checkpoints loads them)
 GPU_BYTES, CPU_BYTES = 2, 4
-# a full fine-tune on CPU holds float32 weights, gradients and two Adam moments
-CPU_FULL_TRAIN_BYTES = 16
+# a full fine-tune holds float32 weights, gradients and two Adam moments (on GPUs: sharded over them)
+FULL_TRAIN_BYTES = 16
+
+# Host memory of a training job on GPUs. One process reads the checkpoint (FSDP and ZeRO-3:
+# rank 0, the others receive their shards; one GPU: the only process) and holds it whole in
+# the dtype it loads: full fine-tunes fp32 (the master copy), LoRA the 16-bit base, 8/4-bit
+# LoRA the 16-bit tensors on their way to the GPU. Rank 0 gathers the trained model once more
+# at the end, no bigger. Every GPU process also carries its own torch/CUDA runtime.
+LOAD_BYTES = {"full": 4, "lora": 2, "lora-8bit": 2, "lora-4bit": 2}
+PROCESS_GB = 3.0
+
+# GPU memory of a training job, per GPU (finetune_gpu_plan). Model states in bytes per parameter:
+# full fine-tunes FULL_TRAIN_BYTES, sharded over the GPUs (FSDP full shard); LoRA a frozen base
+# (16-bit, sharded; 8/4-bit: a whole quantised copy on every GPU) with negligible adapters.
+LORA_BASE_BYTES = {"lora": 2, "lora-8bit": 1, "lora-4bit": 0.5}
+# activations in bytes per token, layer and hidden unit: 34 without activation checkpointing
+# (16-bit, fused attention: Korthikanti et al. 2022, no sequence-squared term); with it, each
+# layer's input (2) plus one layer's full set while it is recomputed
+ACTIVATION_BYTES, CHECKPOINTED_BYTES = 34, 2
+# the logits of a token: LLaMA's 32,000-word vocabulary in fp32, with their log-softmax and gradient
+LOGIT_BYTES = 32_000 * 4 * 3
+# of a GPU's memory, what training may plan for: the CUDA context and the allocator's fragmentation take the rest
+USABLE_GPU_FRACTION = 0.85
 
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mMbB])(?![a-zA-Z])")
 
@@ -97,17 +118,80 @@ def job_resources(config: dict, stage: str, backbone: str | None, attempt: int =
 
 
 def finetune_resources(config: dict, model: str, attempt: int = 1) -> dict:
-    """The same for fine-tuning `model`: its `gpus:` is the GPU count."""
+    """The same for fine-tuning `model`: its `gpus:` is the GPU count; host memory is what
+    loading really costs (LOAD_BYTES, one reading process) plus each GPU process's runtime.
+    A model whose training cannot fit the GPUs' memory (cluster.gpu_memory_gb) stops here,
+    before anything is submitted (finetune_gpu_plan)."""
     cluster, spec = config["cluster"], config["models"][model]
     size_b = backbone_size_b(config, spec["backbone"])
     gpus = spec["gpus"]
     if gpus:
-        host_gb = size_b * GPU_BYTES * (1 + gpus)  # the loaded checkpoint plus one copy per GPU process
+        finetune_gpu_plan(config, model)
+        host_gb = size_b * LOAD_BYTES[spec["method"]] + PROCESS_GB * gpus
     elif spec["method"] == "full":
-        host_gb = size_b * CPU_FULL_TRAIN_BYTES
+        host_gb = size_b * FULL_TRAIN_BYTES
     else:
         host_gb = 1.5 * size_b * CPU_BYTES
     return _resources(cluster, "finetune", size_b, gpus, host_gb, attempt)
+
+
+def llama_shape(size_b: float) -> tuple[float, float]:
+    """(hidden size, layers) of a LLaMA-family model of this size: 12 x layers x hidden²
+    parameters with hidden = 128 x layers (7B: 4096 x 32, 13B: 5120 x 40)."""
+    hidden = (size_b * 1e9 * 128 / 12) ** (1 / 3)
+    return hidden, hidden / 128
+
+
+def training_gpu_gb(size_b: float, method: str, gpus: int, micro_batch: int, max_length: int,
+                    checkpointing: bool) -> float:
+    """GB one GPU needs to train: model states, activations of a micro-batch of max_length
+    tokens, its logits, and the two layers FSDP holds gathered at a time."""
+    params = size_b * 1e9
+    hidden, layers = llama_shape(size_b)
+    if method == "full":
+        states = params * FULL_TRAIN_BYTES / gpus
+    elif method == "lora":
+        states = params * LORA_BASE_BYTES[method] / gpus
+    else:  # a quantised base is not sharded: every GPU holds its own
+        states = params * LORA_BASE_BYTES[method]
+    tokens = micro_batch * max_length
+    per_layer = tokens * hidden
+    activations = (per_layer * (CHECKPOINTED_BYTES * layers + ACTIVATION_BYTES) if checkpointing
+                   else per_layer * ACTIVATION_BYTES * layers)
+    gathered = 2 * (params / layers) * 4 if gpus > 1 else 0
+    return (states + activations + tokens * LOGIT_BYTES + gathered) / 1e9
+
+
+def finetune_gpu_plan(config: dict, model: str) -> dict:
+    """Whether `model`'s training fits cluster.gpu_memory_gb per GPU: as configured, else
+    with activation checkpointing (switched on: it is a runtime setting, the weights do not
+    change), else a named error that says how many GPUs would do.
+    Returns {"gradient_checkpointing", "gpu_gb" (the estimate), "why"}."""
+    from .config import ConfigError
+
+    cluster, spec = config["cluster"], config["models"][model]
+    gpus, wanted = spec.get("gpus", 0), spec.get("gradient_checkpointing", False)
+    if not gpus:
+        return {"gradient_checkpointing": wanted, "gpu_gb": 0.0, "why": "trains on the CPU"}
+    size_b = backbone_size_b(config, spec["backbone"])
+    usable = USABLE_GPU_FRACTION * cluster["gpu_memory_gb"]
+    method, micro, length = spec["method"], spec["micro_batch_size"], spec["max_length"]
+    need = {ckpt: training_gpu_gb(size_b, method, gpus, micro, length, ckpt) for ckpt in (False, True)}
+    if not wanted and need[False] <= usable:
+        return {"gradient_checkpointing": False, "gpu_gb": need[False], "why": "fits without it"}
+    if need[True] <= usable:
+        why = (f"~{need[False]:.0f} GB per GPU without it, {usable:.0f} GB usable of cluster.gpu_memory_gb "
+               f"{cluster['gpu_memory_gb']:g}" if not wanted else f"models.{model}.gradient_checkpointing")
+        return {"gradient_checkpointing": True, "gpu_gb": need[True], "why": why}
+    more = next((n for n in range(gpus + 1, 257)
+                 if training_gpu_gb(size_b, method, n, micro, length, True) <= usable), None)
+    fix = (f"set models.{model}.gpus to at least {more} (batch_size must stay a multiple of micro_batch_size x gpus), "
+           if more and method in ("full", "lora") else "")
+    raise ConfigError(
+        f"models.{model}: training {size_b:g}B parameters ({method}) on {gpus} GPU(s) needs ~{need[True]:.0f} GB per GPU "
+        f"even with activation checkpointing (micro_batch_size {micro}, max_length {length}), more than the "
+        f"{usable:.0f} GB usable of cluster.gpu_memory_gb {cluster['gpu_memory_gb']:g}: {fix}lower micro_batch_size, "
+        "or set cluster.gpu_memory_gb to your GPUs' memory if they have more")
 
 
 def _resources(cluster: dict, stage: str, size_b: float, gpus: int, host_gb: float, attempt: int) -> dict:

@@ -2,15 +2,17 @@
 
 Why `Trainer` (not TRL's SFTTrainer, not a loop on plain accelerate): it is already a
 dependency, it runs on accelerate (so `accelerate launch` gives FSDP, DeepSpeed ZeRO-3 or DDP
-across a job's GPUs), and it brings bf16 autocast over fp32 master weights, tf32, gradient
-accumulation with the loss normalised over the whole global batch (also across devices),
-activation checkpointing, a checkpoint every K steps and exact resume (optimizer, scheduler,
-RNG and data position). SFTTrainer would add a dependency whose own prompt formatting and
-masking we would have to switch off, since those are the parts that are ours:
+across a job's GPUs), and it brings bf16 (or fp16) autocast over fp32 master weights, tf32,
+gradient accumulation with the loss normalised over the whole global batch (also across
+devices), activation checkpointing, sharded checkpoints and exact resume (optimizer,
+scheduler, RNG and data position). SFTTrainer would add a dependency whose own prompt
+formatting and masking we would have to switch off, since those are the parts that are ours:
 
 - the prompt (alpacare.template, the same definition generation uses; BOS where the
   tokenizer adds one), the response and EOS appended, loss on response tokens only;
-- the data mixture, the derived gradient accumulation, and the artifacts.
+- the training order (training_order: whole global batches, so processes never split unevenly),
+  the data mixture, the derived gradient accumulation, and the artifacts;
+- when to checkpoint (every save_minutes) and the progress lines (callbacks).
 
 One process per device: `python -m alpacare.train <run.json>` (what `accelerate launch`
 starts on every GPU), or `run()` in-process for a single device. The stage
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from . import hardware
 from .template import alpaca_prompt, encode_prompt
 
 log = logging.getLogger("alpacare")
@@ -36,6 +39,7 @@ METHODS = ("full", "lora", "lora-8bit", "lora-4bit")
 QUANTISED_BITS = {"lora-8bit": 8, "lora-4bit": 4}
 STEPS_DIR = "steps"  # Trainer checkpoints (checkpoint-K/), inside the run's resumable work dir
 TRAINED_DIR = "trained"  # the finished model as the Trainer saved it, before export
+PAD = -1  # in the training order: a padding example (one token, no loss) that fills the last global batch
 
 # DeepSpeed ZeRO-3 (distributed: deepspeed); "auto" values are filled in from the Trainer's
 # arguments, so the batch, accumulation, clipping and precision stay the ones we computed.
@@ -124,23 +128,47 @@ def collator(tokenizer, padding_free: bool):
     return PadCollator(pad_id(tokenizer))
 
 
+def training_order(lengths: list[int], epochs: int, global_batch: int, seed: int, group_by_length: bool) -> list[int]:
+    """Example indices in training order, all epochs one after the other: each epoch shuffled
+    with its own seed (grouped by length if asked) and filled up with PAD to a whole number
+    of global batches. Every optimizer step then holds exactly `global_batch` entries, so any
+    number of processes x accumulation splits it into equal micro-batches: no rank runs a
+    forward/backward that the others do not join (its collectives would wait for partners
+    until the distributed timeout), and N processes train on exactly the examples, step by
+    step, that one process would. The padding carries no loss, so it changes nothing else."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    order = []
+    for epoch in range(epochs):
+        generator = torch.Generator().manual_seed(seed + epoch)
+        if group_by_length:
+            indices = get_length_grouped_indices(lengths, global_batch, generator=generator)
+        else:
+            indices = torch.randperm(len(lengths), generator=generator).tolist()
+        order += indices + [PAD] * (-len(indices) % global_batch)
+    return order
+
+
 class Examples(torch.utils.data.Dataset):
-    def __init__(self, examples: list[dict]):
-        self.examples = examples
+    """The encoded examples in `order` (PAD: a one-token example whose label carries no loss)."""
+
+    def __init__(self, examples: list[dict], order: list[int], pad: int):
+        self.examples, self.order = examples, order
+        self.pad = {"input_ids": [pad], "labels": [IGNORE]}
 
     def __len__(self):
-        return len(self.examples)
+        return len(self.order)
 
     def __getitem__(self, i):
-        return self.examples[i]
+        j = self.order[i]
+        return self.pad if j == PAD else self.examples[j]
 
 
-def on_cuda() -> bool:
-    return torch.cuda.is_available()
-
-
-def bf16_here() -> bool:
-    return on_cuda() and torch.cuda.is_bf16_supported()
+def fsdp_active(run: dict) -> bool:
+    """Whether the run shards its model with FSDP: several GPU processes (accelerate runs CPU
+    processes as plain DDP) and a method whose weights can be sharded (not 8/4-bit)."""
+    rt = run["runtime"]
+    return rt["devices"] > 1 and rt["gpu"] and run["hp"]["method"] not in QUANTISED_BITS and rt["distributed"] == "fsdp"
 
 
 def training_arguments(run: dict):
@@ -148,74 +176,87 @@ def training_arguments(run: dict):
     from transformers import TrainingArguments
 
     hp, rt = run["hp"], run["runtime"]
-    distributed = rt["devices"] > 1 and hp["method"] not in QUANTISED_BITS and rt["distributed"]
     gc = rt["gradient_checkpointing"]
     kwargs = {}
-    if distributed == "fsdp":
-        kwargs["fsdp"] = "full_shard auto_wrap"
+    if fsdp_active(run):
+        kwargs["fsdp"] = True  # transformers 5: everything else in fsdp_config (the string form is deprecated)
         kwargs["fsdp_config"] = {
+            "version": 2,
+            "reshard_after_forward": True,  # full shard (AlpaCare's full_shard)
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "activation_checkpointing": gc,  # FSDP's own: no redundant all-gather in backward
-            "state_dict_type": "FULL_STATE_DICT",  # checkpoints and the final save in the HF layout
-            "cpu_ram_efficient_loading": on_cuda(),
+            # resumable checkpoints: each rank writes its own shard (torch.distributed.checkpoint);
+            # the finished model is gathered once, at the end (run)
+            "state_dict_type": "SHARDED_STATE_DICT",
+            # rank 0 reads the weights, the others start empty (load_for_training) and receive
+            # their shards from it; the launch environment says so too (stages.finetune.launch_env)
+            "cpu_ram_efficient_loading": True,
             **({"transformer_layer_cls_to_wrap": rt["fsdp_wrap"]} if rt.get("fsdp_wrap") else {}),
         }
         gc = False
-    elif distributed == "deepspeed":
+    elif rt["devices"] > 1 and rt["distributed"] == "deepspeed" and hp["method"] not in QUANTISED_BITS:
         kwargs["deepspeed"] = DEEPSPEED_ZERO3
     return TrainingArguments(
         output_dir=str(Path(run["work_dir"]) / STEPS_DIR),
         per_device_train_batch_size=rt["micro_batch_size"],
         gradient_accumulation_steps=rt["accumulation"],
-        num_train_epochs=hp["epochs"],
+        num_train_epochs=1,  # the epochs are laid out one after the other in the training order
         learning_rate=hp["lr"],
         lr_scheduler_type="cosine",
         warmup_steps=float(hp["warmup_ratio"]),  # a float < 1 is a ratio of all steps
         weight_decay=hp["weight_decay"],
         max_grad_norm=1.0,
         seed=hp["seed"],
-        data_seed=hp["seed"],
-        train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
-        bf16=rt["bf16"],
-        tf32=rt["tf32"] or None,
+        train_sampling_strategy="sequential",  # the order is training_order's
+        bf16=rt["precision"] == "bf16",
+        fp16=rt["precision"] == "fp16",  # GPUs before Ampere (alpacare.hardware): fp32 masters, loss scaling
+        tf32=True if rt["tf32"] else None,  # None: leave it alone (TrainingArguments refuses tf32 below Ampere)
         activation_checkpointing=gc,
-        save_strategy="steps",
-        save_steps=rt["save_steps"],
+        save_strategy="no",  # Checkpoints decides (every save_minutes / save_steps, never at the end)
         save_total_limit=1,  # the latest is all a resume needs
         logging_strategy="steps",
         logging_steps=1,
         report_to="none",
-        disable_tqdm=True,  # ProgressLog writes one line per step to the job's log instead
-        use_cpu=not on_cuda(),
-        ddp_backend="gloo" if rt["devices"] > 1 and not on_cuda() else None,
+        disable_tqdm=True,  # ProgressLog writes readable lines to the job's log instead
+        use_cpu=not rt["gpu"],
+        ddp_backend="gloo" if rt["devices"] > 1 and not rt["gpu"] else None,
         dataloader_num_workers=0,
-        # the last, smaller batch of an epoch is split as it comes, not topped up with repeated
-        # examples: N processes then see exactly the examples one process would
-        accelerator_config={"even_batches": False},
         **kwargs,
     )
 
 
-def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradient_checkpointing: bool):
-    """The model to train. Full: fp32 weights (the master copy; bf16 is the autocast compute
-    dtype on GPUs). LoRA: a frozen base (bf16 on GPUs) with fp32 adapters. lora-8bit/-4bit:
-    the base quantised with bitsandbytes, one copy per GPU."""
-    from transformers import AutoModelForCausalLM
+def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradient_checkpointing: bool,
+                      compute_dtype: torch.dtype, empty: bool = False):
+    """The model to train. Full: fp32 weights (the master copy; bf16 or fp16 is the autocast
+    compute dtype on GPUs). LoRA: a frozen base in the compute dtype with fp32 adapters.
+    lora-8bit/-4bit: the base quantised with bitsandbytes, one copy per GPU.
 
-    kwargs = {"dtype": torch.float32}
-    if method != "full" and on_cuda():
-        kwargs["dtype"] = torch.bfloat16
-    if method in QUANTISED_BITS:
-        from accelerate import PartialState
-        from transformers import BitsAndBytesConfig
+    empty: only the shapes, on the meta device (FSDP ranks other than 0: rank 0 reads the
+    weights and sends each rank its shard). transformers 5 reads the whole checkpoint on
+    every rank even with ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING set, so
+    without this each GPU process would hold a full fp32 copy in host memory."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-        if QUANTISED_BITS[method] == 8:
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        else:
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16)
-        kwargs["device_map"] = {"": PartialState().local_process_index}
-    model = AutoModelForCausalLM.from_pretrained(backbone_dir, **kwargs)
+    dtype = torch.float32 if method == "full" else compute_dtype
+    if empty:
+        from accelerate import init_empty_weights
+
+        with init_empty_weights():  # parameters on meta; buffers (rotary frequencies) computed for real
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(backbone_dir), dtype=dtype)
+    else:
+        kwargs = {"dtype": dtype}
+        if method in QUANTISED_BITS:
+            from accelerate import PartialState
+            from transformers import BitsAndBytesConfig
+
+            if QUANTISED_BITS[method] == 8:
+                kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+            else:
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                    bnb_4bit_compute_dtype=compute_dtype)
+            kwargs["device_map"] = {"": PartialState().local_process_index}
+        model = AutoModelForCausalLM.from_pretrained(backbone_dir, **kwargs)
     model.config.use_cache = False  # no KV cache while training
     if method == "full":
         return model
@@ -230,26 +271,57 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
     return get_peft_model(model, config)
 
 
-def progress_log():
+def callbacks(run: dict, steps_per_epoch: int, clock=time.monotonic) -> list:
+    """The job log's progress lines and the resumable checkpoints (TrainerCallbacks)."""
     from transformers import TrainerCallback
 
-    class ProgressLog(TrainerCallback):
-        """One line per logged step in the job's log: step/total, loss, lr, time left."""
+    rt = run["runtime"]
 
-        def __init__(self):
-            self.start, self.first_step = time.monotonic(), None
+    class ProgressLog(TrainerCallback):
+        """Every progress_seconds, and at the last step, one line in the job's log: step/total,
+        epoch, loss, learning rate, the rate and the time left (as the LLM layer's lines do)."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = self.last = clock()
+            self.first_step = state.global_step  # a resumed run counts its rate from where it resumed
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs or "loss" not in logs:
                 return
-            if self.first_step is None:
-                self.first_step = state.global_step - 1
-            done = state.global_step - self.first_step
-            left = (time.monotonic() - self.start) / max(done, 1) * (state.max_steps - state.global_step)
-            log.info("step %d/%d epoch %.2f loss %.4f lr %.3g (%.0fs left)", state.global_step, state.max_steps,
-                     logs.get("epoch", 0.0), logs["loss"], logs.get("learning_rate", 0.0), left)
+            now = clock()
+            if now - self.last < rt["progress_seconds"] and state.global_step < state.max_steps:
+                return
+            self.last = now
+            rate = (state.global_step - self.first_step) / max(now - self.start, 1e-9)
+            left = (state.max_steps - state.global_step) / rate if rate > 0 else float("nan")
+            log.info("train: step %d/%d (epoch %.2f), loss %.4f, lr %.3g, %.3f steps/s, ~%.0fs left",
+                     state.global_step, state.max_steps, state.global_step / steps_per_epoch, logs["loss"],
+                     logs.get("learning_rate", 0.0), rate, left)
 
-    return ProgressLog()
+    class Checkpoints(TrainerCallback):
+        """A resumable checkpoint every save_minutes of training (and every save_steps
+        optimizer steps where set), never at the last step: the finished model is saved right
+        after, gathered once. A sharded save is collective, so rank 0's clock decides for all
+        ranks; a rank that skipped the save would leave the others waiting."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last = clock()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                return
+            steps, minutes = rt.get("save_steps"), rt.get("save_minutes")
+            due = bool(steps) and state.global_step % steps == 0
+            due |= minutes is not None and clock() - self.last >= 60 * minutes
+            if args.world_size > 1 and minutes is not None:  # steps alone agree without asking
+                flag = torch.tensor([int(due)], device=args.device)
+                torch.distributed.broadcast(flag, src=0)
+                due = bool(flag.item())
+            if due:
+                control.should_save = True
+                self.last = clock()
+
+    return [ProgressLog(), Checkpoints()]
 
 
 def last_checkpoint(work_dir: str | Path) -> str | None:
@@ -259,38 +331,50 @@ def last_checkpoint(work_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(steps)) if steps.is_dir() else None
 
 
-def run(run: dict, callbacks=()) -> dict | None:
+def run(run: dict, extra_callbacks=()) -> dict | None:
     """Train one model in this process (one of several under `accelerate launch`), resuming
     from the work dir's latest checkpoint if there is one; the main process saves the model
     to <work_dir>/trained/ with train_state.json and returns that state."""
-    from transformers import AutoTokenizer, Trainer
+    from transformers import AutoTokenizer, PrinterCallback, Trainer
 
     hp, rt = run["hp"], run["runtime"]
     tokenizer = AutoTokenizer.from_pretrained(run["backbone"])
     with open(run["data"], encoding="utf-8") as f:
         records = json.load(f)
     examples, dropped = encode_all(tokenizer, records, hp["max_length"])
-    args = training_arguments(run)  # before the model: ZeRO-3 must see it to shard at load time
-    model = load_for_training(run["backbone"], hp["method"], hp.get("lora"), rt["gradient_checkpointing"])
-    trainer = Trainer(model=model, args=args, train_dataset=Examples(examples),
-                      data_collator=collator(tokenizer, rt["padding_free"]), callbacks=[progress_log(), *callbacks])
+    order = training_order([len(e["input_ids"]) for e in examples], hp["epochs"], hp["batch_size"], hp["seed"],
+                           hp["group_by_length"])
+    steps_per_epoch = -(-len(examples) // hp["batch_size"])
+    # before the model: it sets up the process group (FSDP's empty ranks, ZeRO-3's sharded load need it)
+    args = training_arguments(run)
+    model = load_for_training(run["backbone"], hp["method"], hp.get("lora"), rt["gradient_checkpointing"],
+                              hardware.DTYPES[rt["precision"]], empty=fsdp_active(run) and args.process_index != 0)
+    trainer = Trainer(model=model, args=args, train_dataset=Examples(examples, order, pad_id(tokenizer)),
+                      data_collator=collator(tokenizer, rt["padding_free"]),
+                      callbacks=[*callbacks(run, steps_per_epoch), *extra_callbacks])
+    trainer.remove_callback(PrinterCallback)  # a dict per step; ProgressLog's lines replace it
     resume = last_checkpoint(run["work_dir"])
     resumed_from = int(resume.rsplit("-", 1)[1]) if resume else 0
     if trainer.is_world_process_zero():
         sharding = "FSDP" if trainer.is_fsdp_enabled else "DeepSpeed" if trainer.is_deepspeed_enabled else "replicated"
         log.info("%s fine-tune of %s: %d examples (%d left out: no response token within max_length), "
-                 "batch %d = %d per device x %d accumulation x %d process(es), %s weights, %s, bf16 %s",
+                 "batch %d = %d per device x %d accumulation x %d process(es), %d steps per epoch (%d padding "
+                 "examples in all), %s weights, %s, %s on %s",
                  hp["method"], run["backbone"], len(examples), dropped, hp["batch_size"], rt["micro_batch_size"],
-                 rt["accumulation"], rt["devices"], sharding, args.parallel_mode.value, rt["bf16"])
+                 rt["accumulation"], rt["devices"], steps_per_epoch, order.count(PAD), sharding,
+                 args.parallel_mode.value, rt["precision"], hardware.describe() if rt["gpu"] else "CPU")
         if resume:
             log.info("resuming from %s (step %d)", resume, resumed_from)
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume)
     out = Path(run["work_dir"]) / TRAINED_DIR
+    if trainer.is_fsdp_enabled:  # the shards gathered into one model, once, for the export
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(out))  # gathers FSDP / ZeRO-3 shards; only the main process writes
     if not trainer.is_world_process_zero():
         return None
-    losses = [{k: h[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm") if k in h}
+    losses = [{"step": h["step"], "epoch": round(h["step"] / steps_per_epoch, 4),
+               **{k: h[k] for k in ("loss", "learning_rate", "grad_norm") if k in h}}
               for h in trainer.state.log_history if "loss" in h]
     state = {
         "examples": len(examples), "dropped_too_long": dropped,

@@ -5,7 +5,7 @@ padding-free batching. Each variant runs in its own process, so its peak RSS is 
 
 tokens/s counts real tokens (prompt + response + EOS, no padding) over the training time
 alone (model loading excluded). A tiny random-initialised Llama (tests/tiny_llama.py), no
-downloads. GPU (1B-class Llama, bf16, MFU): measured only where CUDA is present.
+downloads. On a GPU (1B-class Llama, bf16, MFU): bench/gpu_check.py.
 Prints one line per variant; the last line is our Trainer's tokens/s over the old loop's."""
 
 import argparse
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tiny_llama import RECORDS, build_tiny_llama  # noqa: E402
 
+from alpacare.stages.finetune import resolve_run  # noqa: E402
 from alpacare.train import IGNORE, encode_all  # noqa: E402
 
 VARIANTS = ("loop", "trainer", "trainer-group-by-length", "trainer-padding-free")
@@ -81,7 +82,7 @@ def old_loop(model, examples, pad_id, hp):
 # --- end of the old loop
 
 
-def run_variant(variant: str, model_dir: str, n: int, hp: dict, gpu: bool = False) -> dict:
+def run_variant(variant: str, model_dir: str, n: int, hp: dict) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alpacare import train
@@ -98,50 +99,16 @@ def run_variant(variant: str, model_dir: str, n: int, hp: dict, gpu: bool = Fals
         seconds = time.perf_counter() - start
     else:
         with tempfile.TemporaryDirectory() as work:
-            data = Path(work) / "data.json"
-            data.write_text(json.dumps(records))
-            run = {"backbone": model_dir, "data": str(data), "work_dir": work,
-                   "hp": {**{k: hp[k] for k in ("method", "epochs", "lr", "batch_size", "max_length", "warmup_ratio",
-                                                "seed")},
-                          "weight_decay": 0.0, "group_by_length": variant == "trainer-group-by-length"},
-                   "runtime": {"devices": 1, "micro_batch_size": hp["micro_batch_size"],
-                               "accumulation": hp["batch_size"] // hp["micro_batch_size"],
-                               "gradient_checkpointing": False, "save_steps": 10**9, "distributed": "fsdp",
-                               "fsdp_wrap": None, "padding_free": variant == "trainer-padding-free",
-                               "bf16": gpu, "tf32": gpu}}
+            hp_run = {**{k: hp[k] for k in ("method", "epochs", "lr", "batch_size", "max_length", "warmup_ratio", "seed")},
+                      "group_by_length": variant == "trainer-group-by-length"}
+            runtime = {"gpus": 0, "micro_batch_size": hp["micro_batch_size"], "save_minutes": 10**6,
+                       "padding_free": variant == "trainer-padding-free"}
+            run = resolve_run(hp_run, runtime, 1, model_dir, Path(work))
+            Path(run["data"]).write_text(json.dumps(records))
             state = train.run(run)
             seconds = state["train_runtime_metrics"]["train_runtime"]
     return {"variant": variant, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, NVIDIA's data sheets
-
-
-def gpu_bench(examples: int) -> list[str]:
-    """A 1B-class Llama from a config (random weights, the tiny BPE tokenizer; no downloads),
-    bf16 autocast over fp32 weights, with and without padding-free batching. Written for a
-    CUDA node; MFU counts 6 x parameters FLOPs per token (attention left out)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    if not torch.cuda.is_available():
-        return ["GPU (1B-class Llama, bf16, tokens/s and MFU with/without padding-free): not measured (no GPU lent)"]
-    name = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    lines = []
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_tiny_llama(Path(tmp) / "llama", layers=1, hidden=64)  # for its tokenizer
-        config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                             num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048)
-        LlamaForCausalLM(config).save_pretrained(model_dir)
-        params = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
-        for variant in ("trainer", "trainer-padding-free"):
-            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--model", model_dir, "--gpu",
-                                  "--examples", str(examples)], capture_output=True, text=True, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            mfu = f"{6 * params * r['tokens_per_s'] / (peak * 1e12):.1%}" if peak else "n/a (unknown peak)"
-            lines.append(f"GPU {name}, {params / 1e9:.2f}B Llama bf16, {variant}: {r['tokens_per_s']:.0f} tokens/s, MFU {mfu}")
-    return lines
 
 
 def main():
@@ -151,7 +118,6 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process (internal)")
     parser.add_argument("--model", help="internal: the model directory")
-    parser.add_argument("--gpu", action="store_true", help="internal: bf16 + tf32 on CUDA")
     args = parser.parse_args()
     torch.set_num_threads(2)
     hp = {"method": "full", "epochs": args.epochs, "lr": 1e-3, "batch_size": 16, "micro_batch_size": 4,
@@ -160,9 +126,7 @@ def main():
         import logging
 
         logging.disable(logging.INFO)
-        if args.gpu:
-            hp.update(batch_size=64, micro_batch_size=8, max_length=1024)
-        print(json.dumps(run_variant(args.variant, args.model, args.examples, hp, gpu=args.gpu)))
+        print(json.dumps(run_variant(args.variant, args.model, args.examples, hp)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_llama(Path(tmp) / "llama", layers=4, hidden=256)
@@ -182,8 +146,6 @@ def main():
     for r in results.values():
         print(f"{r['variant']:26s} {r['tokens_per_s']:9.0f} tokens/s  {r['seconds']:7.2f} s  "
               f"peak RSS {r['peak_rss_mb']:6.0f} MB  ({r['tokens_per_s'] / loop:.2f}x the old loop)")
-    for line in gpu_bench(examples=512):
-        print(line)
     print(f"{results['trainer']['tokens_per_s'] / loop:.2f}x")
 
 

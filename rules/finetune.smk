@@ -6,7 +6,7 @@ rule finetune:
     input:
         data=lambda w: [f"results/data/{d['dataset']}.json" for d in config["models"][w.model]["data"]],
         backbone=lambda w: backbone_dir(config["models"][w.model]["backbone"]),
-        code=code("stages.finetune", "train", "template", "mixture"),
+        code=code("stages.finetune", "train", "template", "mixture", "hardware"),
     output:
         directory("results/checkpoints/{model}"),
     params:

@@ -6,7 +6,7 @@ def generator_plan(name, testset):
     spec = config["generators"][name]
     if testset in spec.get("import", {}):
         return "import", {}, {"import_url": spec["import"][testset]}, ("stages.generate", "outputs", "io")
-    llm_code = ("stages.generate", "stages.common", "outputs", "template", "data", "llm", "checkpoints")
+    llm_code = ("stages.generate", "stages.common", "outputs", "template", "data", "llm", "checkpoints", "hardware")
     if "llm" in spec:
         llm = config["llms"][spec["llm"]]
         return "chat", llm_inputs(spec["llm"]), {"spec": public(llm)}, llm_code

@@ -39,7 +39,7 @@ rule judge:
                 **llm_inputs(config["judges"][w.judge]["llm"], key="judge_model"),
             }
         ),
-        code=code("stages.judge", "stages.common", "judge", "data", "llm", "checkpoints"),
+        code=code("stages.judge", "stages.common", "judge", "data", "llm", "checkpoints", "hardware"),
     output:
         "results/verdicts/{judge}/{reference}/{testset}/{model}.jsonl",
     wildcard_constraints:

@@ -28,7 +28,7 @@ rule generate_tasks:
         unpack(lambda w: {"seeds": "results/selfinstruct/seeds.jsonl", **llm_inputs(SI["teacher"]),
                           **si_files(prompt=si_prompt(),
                                      system=SI.get("system_prompt") if SI.get("prompting") == "list" else None)}),
-        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "llm", "checkpoints", "dedup", "rouge", "data"),
+        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "llm", "checkpoints", "hardware", "dedup", "rouge", "data"),
     output:
         tasks="results/selfinstruct/tasks.raw.jsonl",
         rejects="results/selfinstruct/rejects.jsonl",
@@ -83,7 +83,7 @@ rule respond:
     input:
         unpack(lambda w: {"tasks": "results/selfinstruct/tasks.jsonl", **llm_inputs(SI["responder"]),
                           **si_files(system=SI.get("responder_system_prompt"))}),
-        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "data", "llm", "checkpoints"),
+        code=code("stages.selfinstruct", "stages.common", "selfinstruct", "data", "llm", "checkpoints", "hardware"),
     output:
         "results/selfinstruct/responses.jsonl",
     params:

@@ -70,7 +70,7 @@ if USMLE_PLAN:
     rule usmle_generation:
         input:
             unpack(usmle_answer_inputs("generation")),
-            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints"),
+            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"),
         output:
             "results/usmle/generation/{generator}.jsonl",
         wildcard_constraints:
@@ -100,7 +100,7 @@ if USMLE_PLAN:
     rule usmle_loglik:
         input:
             unpack(usmle_answer_inputs("loglik")),
-            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints"),
+            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"),
         output:
             "results/usmle/loglik/{generator}.jsonl",
         wildcard_constraints:

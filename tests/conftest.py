@@ -126,3 +126,17 @@ def mirror_from_snapshot(root: Path, ref: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(shown.stdout)
     return dest
+
+
+def fake_gpus(monkeypatch, *capabilities):
+    """Make torch report CUDA GPUs of these compute capabilities (e.g. (7, 0) a V100, (8, 0)
+    an A100), as a CPU machine cannot have them: what alpacare.hardware reads is mocked, no
+    kernel runs on them."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: bool(capabilities))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(capabilities))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capabilities[i])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: f"fake GPU {capabilities[i][0]}.{capabilities[i][1]}")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what a V100 says too (emulation)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")

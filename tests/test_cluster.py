@@ -137,3 +137,43 @@ def test_paper_grid_through_the_slurm_profile_shows_every_jobs_resources(tmp_pat
     assert gpus["generate"] == {1, 2}              # 7B and 13B models at 40 GB per GPU
     for rule in ("generate_api", "judge_api", "generate_tasks", "respond", "backbone", "dataset", "testset", "report"):
         assert gpus[rule] == {0}, rule
+
+
+def test_a_training_jobs_memory_request_follows_what_loading_really_costs(paper):
+    """FSDP: rank 0 alone reads the checkpoint, in fp32 for a full fine-tune (the master
+    copy); every GPU process adds its own runtime. Not one bf16 copy per process."""
+    assert paper["cluster"]["memory_mb"] == 8000
+    # 7B, 4 GPUs: 7e9 x 4 bytes (fp32, read once) + 4 x 3 GB of runtime = 40 GB above the base
+    assert cluster.finetune_resources(paper, "alpacare-llama-2-7b")["mem_mb"] == 8000 + 40 * 1024
+    # 13B, 8 GPUs: 52 GB + 8 x 3 GB
+    assert cluster.finetune_resources(paper, "alpacare-llama-2-13b")["mem_mb"] == 8000 + 76 * 1024
+    lora = copy.deepcopy(paper)
+    lora["models"]["alpacare-llama-2-7b"].update(method="lora", gpus=1)  # a 16-bit base, one process
+    assert cluster.finetune_resources(lora, "alpacare-llama-2-7b")["mem_mb"] == 8000 + (14 + 3) * 1024
+
+
+def test_7b_on_40_gb_gpus_trains_with_activation_checkpointing_and_without_it_on_80(paper):
+    from alpacare.stages.finetune import runtime_settings
+
+    plan = cluster.finetune_gpu_plan(paper, "alpacare-llama-2-7b")  # 4 x 4 x 1024 tokens, 4 GPUs of 40 GB
+    assert plan["gradient_checkpointing"] and plan["gpu_gb"] <= cluster.USABLE_GPU_FRACTION * 40
+    assert "without it" in plan["why"] and "cluster.gpu_memory_gb 40" in plan["why"]
+    assert runtime_settings(paper, "alpacare-llama-2-7b")["gradient_checkpointing"] is True
+    big = copy.deepcopy(paper)
+    big["cluster"]["gpu_memory_gb"] = 80
+    assert not cluster.finetune_gpu_plan(big, "alpacare-llama-2-7b")["gradient_checkpointing"]
+    assert runtime_settings(big, "alpacare-llama-2-7b")["gradient_checkpointing"] is False
+    # 13B on 8 x 40 GB: the paper's own setting, and it fits with it
+    assert cluster.finetune_gpu_plan(paper, "alpacare-llama-2-13b")["gradient_checkpointing"]
+
+
+def test_a_model_that_cannot_fit_its_gpus_stops_before_submission_naming_what_would(paper):
+    config = copy.deepcopy(paper)
+    config["models"]["alpacare-llama-2-7b"]["gpus"] = 1  # 7B full fine-tune on one 40 GB GPU
+    with pytest.raises(ConfigError, match=r"models\.alpacare-llama-2-7b: training 7B parameters \(full\) on 1 GPU\(s\) "
+                                          r"needs ~\d+ GB per GPU even with activation checkpointing .*cluster\.gpu_memory_gb "
+                                          r"40: set models\.alpacare-llama-2-7b\.gpus to at least 4 "):
+        cluster.finetune_resources(config, "alpacare-llama-2-7b")
+    config["models"]["alpacare-llama-2-7b"].update(method="lora-8bit", micro_batch_size=64)  # more GPUs would not help
+    with pytest.raises(ConfigError, match=r"cluster\.gpu_memory_gb 40: lower micro_batch_size"):
+        cluster.finetune_gpu_plan(config, "alpacare-llama-2-7b")

@@ -1,4 +1,8 @@
 import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +60,143 @@ def test_max_length_counts_the_prompt_as_the_papers_maximum_length_does(tmp_path
     assert new_token_limits(None, prompts, 64, None) == [64, 64]
     with pytest.raises(ValueError, match=r"item 1: its prompt alone takes \d+ tokens, at least generation.max_length"):
         new_token_limits(tokenizer, prompts, 64, lengths[1])
+
+
+# --- the vLLM backend against a FAKE vllm module. vLLM needs a GPU, so it cannot run here:
+# FakeVLLM only records what our provider hands it (engine arguments, prompts, LoRA requests)
+# and answers with empty replies. What vLLM does with those calls is checked only on a GPU node.
+
+class FakeVLLM(types.ModuleType):
+    """Stands in for `import vllm`; every engine it makes is in .engines, every generate call in .calls."""
+
+    __version__ = "0.0-fake"
+
+    def __init__(self, tokenizer):
+        super().__init__("vllm")
+        self.engines, self.calls, tokenizer_ = [], [], tokenizer
+        module = self
+
+        class LLM:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+                module.engines.append(self)
+
+            def get_tokenizer(self):  # vLLM's LLM has one: the HF tokenizer of the model
+                return tokenizer_
+
+            def generate(self, prompts, sampling_params=None, use_tqdm=True, lora_request=None):
+                module.calls.append({"prompts": prompts, "params": sampling_params, "lora_request": lora_request})
+                reply = types.SimpleNamespace(text="", token_ids=[], finish_reason="stop")
+                return [types.SimpleNamespace(prompt_token_ids=p["prompt_token_ids"] if isinstance(p, dict) else [],
+                                              outputs=[reply]) for p in prompts]
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        class LoRARequest:
+            def __init__(self, lora_name, lora_int_id, lora_path):
+                self.lora_name, self.lora_int_id, self.lora_path = lora_name, lora_int_id, lora_path
+
+        self.LLM, self.SamplingParams = LLM, SamplingParams
+        self.lora = types.ModuleType("vllm.lora")
+        self.lora.request = types.ModuleType("vllm.lora.request")
+        self.lora.request.LoRARequest = LoRARequest
+
+    def install(self, monkeypatch):
+        for name, module in (("vllm", self), ("vllm.lora", self.lora), ("vllm.lora.request", self.lora.request)):
+            monkeypatch.setitem(sys.modules, name, module)
+        return self
+
+
+# a chat template that writes BOS itself, as LLaMA-2-chat's and many others do
+BOS_CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture()
+def chat_llama(tmp_path):
+    """The tiny LLaMA (its tokenizer adds BOS to every text) with a chat template that holds BOS."""
+    from transformers import AutoTokenizer
+
+    from tiny_llama import build_tiny_llama
+
+    path = build_tiny_llama(tmp_path / "llama")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = BOS_CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path, AutoTokenizer.from_pretrained(path)
+
+
+def test_vllm_gets_the_token_ids_of_the_transformers_path(chat_llama, monkeypatch):
+    """A chat template that writes BOS, turned into text and handed to vLLM, would get a second
+    BOS from vLLM's own special tokens; the transformers path has one."""
+    from alpacare.llm.local import prompt_ids
+    from alpacare.llm.vllm_local import VLLMProvider
+    from conftest import fake_gpus
+
+    path, tokenizer = chat_llama
+    fake_gpus(monkeypatch, (8, 0))
+    vllm = FakeVLLM(tokenizer).install(monkeypatch)
+    requests = [Request.chat(path, "Is a mild fever dangerous?", max_tokens=8),
+                Request.chat(path, "Define sepsis.", system="You are a doctor.", max_tokens=8),
+                Request(model=path, prompt="### Instruction:\nDefine sepsis.\n\n### Response:", max_tokens=8)]
+    VLLMProvider(path).complete_batch(requests)
+    (call,) = vllm.calls
+    for request, prompt in zip(requests, call["prompts"]):
+        assert isinstance(prompt, dict), f"a text prompt ({prompt!r}) would be tokenized again by vLLM"
+        ids = prompt["prompt_token_ids"]
+        assert ids == prompt_ids(tokenizer, request)  # exactly what the transformers path feeds its model
+        assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+    assert vllm.engines[0].kwargs["dtype"] == "bfloat16" and call["lora_request"] is None
+
+
+def test_vllm_gets_all_of_a_jobs_prompts_in_one_call(chat_llama, monkeypatch):
+    """vLLM batches continuously; waves of batch_size (32) would each wait for their longest reply."""
+    from alpacare.llm import LLM
+    from alpacare.llm.vllm_local import VLLMProvider
+    from conftest import fake_gpus
+
+    path, tokenizer = chat_llama
+    fake_gpus(monkeypatch, (8, 0))
+    vllm = FakeVLLM(tokenizer).install(monkeypatch)
+    LLM(VLLMProvider(path), batch_size=32).run([Request.chat(path, f"Is fever {n} dangerous?") for n in range(70)])
+    assert [len(call["prompts"]) for call in vllm.calls] == [70]
+
+
+def test_vllm_computes_in_float16_on_gpus_before_ampere(chat_llama, monkeypatch):
+    from alpacare.llm.vllm_local import VLLMProvider
+    from conftest import fake_gpus
+
+    path, tokenizer = chat_llama
+    fake_gpus(monkeypatch, (7, 0), (7, 0))  # two V100: vLLM refuses bfloat16 there
+    vllm = FakeVLLM(tokenizer).install(monkeypatch)
+    VLLMProvider(path).complete_batch([Request(model=path, prompt="Hi", max_tokens=2)])
+    assert vllm.engines[0].kwargs | {"model": None} == {"model": None, "dtype": "float16", "seed": 0,
+                                                        "tensor_parallel_size": 2}
+
+
+def test_vllm_serves_a_quantised_lora_checkpoint_as_base_plus_adapter(chat_llama, monkeypatch, tmp_path):
+    """lora-8bit/-4bit checkpoints hold adapter/ and base_model.json, no weights: vLLM loads
+    the base (in 16-bit) with enable_lora and applies the adapter to every request."""
+    import shutil
+
+    from alpacare.llm.vllm_local import VLLMProvider
+    from conftest import fake_gpus
+
+    base, tokenizer = chat_llama
+    checkpoint = tmp_path / "checkpoints" / "medalpaca-8bit"
+    (checkpoint / "adapter").mkdir(parents=True)
+    (checkpoint / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16}))
+    (checkpoint / "base_model.json").write_text(json.dumps({"base": "../../llama", "bits": 8}))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(Path(base) / name, checkpoint / name)
+    fake_gpus(monkeypatch, (8, 0))
+    vllm = FakeVLLM(tokenizer).install(monkeypatch)
+    VLLMProvider(str(checkpoint)).complete_batch([Request(model=str(checkpoint), prompt="Hi", max_tokens=2)] * 3)
+    engine = vllm.engines[0].kwargs
+    assert Path(engine["model"]) == Path(base).resolve()
+    assert (engine["enable_lora"], engine["max_lora_rank"], engine["max_loras"]) == (True, 8, 1)
+    (call,) = vllm.calls
+    lora = call["lora_request"]
+    assert (lora.lora_name, lora.lora_int_id, Path(lora.lora_path)) == ("adapter", 1, checkpoint / "adapter")

@@ -67,10 +67,11 @@ def slurm():
 
 def cluster_config(project, configfile):
     """The tiny config, with one GPU asked for the fine-tune and the job sizes of a small machine
-    (threads as a 2-core local run uses them, so both runs compute alike)."""
+    (threads as a 2-core local run uses them, so both runs compute alike). The test node's GPUs
+    are device files (fake_gpus): the job holds one and trains on the CPU, as the local run does."""
     config = yaml.safe_load((project / configfile).read_text())
     config["models"][TUNED]["gpus"] = 1
-    config["cluster"] = {"cpus": 2, "cpus_per_gpu": 2, "memory_mb": 1000,
+    config["cluster"] = {"cpus": 2, "cpus_per_gpu": 2, "memory_mb": 1000, "fake_gpus": True,
                          "runtime": {"selfinstruct": 60, "finetune": 90, "generate": 45, "judge": 30, "default": 5}}
     (project / "slurm.yaml").write_text(yaml.safe_dump(config))
     return "slurm.yaml"

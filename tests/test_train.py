@@ -2,6 +2,7 @@
 and of the bundled SmolLM2, on CPU."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,10 +15,10 @@ from safetensors.torch import load_file
 from alpacare.checkpoints import BASE_MODEL_FILE, fingerprint, load_model
 from alpacare.llm import LLMError, Request
 from alpacare.llm.local import prompt_ids
-from alpacare.stages.finetune import finetune, split_settings
+from alpacare.stages.finetune import finetune, launch_env, resolve_run, split_settings
 from alpacare.stages.generate import generate_outputs
 from alpacare.template import adds_bos, alpaca_prompt, encode_prompt
-from alpacare.train import IGNORE, accumulation_steps, encode_all, encode_example
+from alpacare.train import IGNORE, PAD, accumulation_steps, callbacks, encode_all, encode_example, training_order
 from tiny_llama import RECORDS, build_tiny_llama
 
 # 8 examples, global batch 4: 2 steps an epoch, 6 in all; a checkpoint every 2 steps
@@ -105,7 +106,7 @@ def test_full_fine_tune_learns_and_leaves_every_artifact(full_run):
     assert summary["examples"] == 8 and summary["resumed_from_step"] == 0
     assert (summary["devices"], summary["accumulation"], summary["global_batch"]) == (1, 2, 4)
     config = json.loads((out / "train_config.json").read_text())
-    assert config["hp"]["lr"] == HP["lr"] and config["runtime"]["accumulation"] == 2 and config["runtime"]["bf16"] is False
+    assert config["hp"]["lr"] == HP["lr"] and config["runtime"]["accumulation"] == 2 and config["runtime"]["precision"] == "fp32"
     assert json.loads((out / "train_mixture.json").read_text())[0] | {"seed": 0} == {
         "dataset": "tiny", "available": 8, "taken": 8, "max": None, "seed": 0}
     for name in ("model.safetensors", "config.json", "tokenizer.json", "train_loss.png", "train_summary.json"):
@@ -115,21 +116,22 @@ def test_full_fine_tune_learns_and_leaves_every_artifact(full_run):
 
 def generates_as_transformers_does(checkpoint: str, tmp_path, monkeypatch):
     """The generate stage (kind alpaca) on a checkpoint gives the same greedy tokens as
-    transformers' own generate from the training prompt (BOS first where the tokenizer has one)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    transformers' own generate from the training prompt (BOS first where the tokenizer has one).
+    Like with like: the same loaded model (its dtype and device: bf16 on a GPU, fp32 on a CPU)
+    and one prompt at a time on both sides, since 16-bit sums depend on the batch's shape."""
     monkeypatch.chdir(tmp_path)  # the stage appends to results/ledger.jsonl
     testset = tmp_path / "testset.jsonl"
     items = [{"id": 0, "instruction": "What usually causes a fever?", "input": ""},
              {"id": 1, "instruction": "Summarize the note.", "input": "A cough."}]
     testset.write_text("".join(json.dumps(t) + "\n" for t in items))
     generate_outputs(testset, tmp_path / "out.json", generator="tuned", kind="alpaca", spec={"provider": "local"},
-                     settings={"cache": None}, model_dir=checkpoint, max_new_tokens=6)
+                     settings={"cache": None, "batch_size": 1}, model_dir=checkpoint, max_new_tokens=6)
     outputs = json.loads((tmp_path / "out.json").read_text())
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    model, tokenizer = load_model(checkpoint)
     for item, output in zip(items, outputs):
         ids = encode_prompt(tokenizer, alpaca_prompt(item["instruction"], item["input"]))
-        generated = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False)[0, len(ids):]
+        generated = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=6,
+                                   do_sample=False)[0, len(ids):]
         assert output["generator"] == "tuned"
         assert output["output"] == tokenizer.decode(generated, skip_special_tokens=True).strip()
     return outputs
@@ -173,12 +175,113 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_model(full_ru
     assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
 
 
-def test_two_processes_match_one_with_the_same_global_batch(full_run, tiny, data_file, tmp_path):
-    out = tmp_path / "tiny-2proc"
-    summary = finetune(data(data_file), tiny, out, HP, RUNTIME, devices=2)  # accelerate launch, gloo on CPU
-    assert (summary["devices"], summary["accumulation"]) == (2, 1)
-    reference_dir, _ = full_run
-    assert losses(out) == pytest.approx(losses(reference_dir), abs=CURVE_TOLERANCE)
+NINE = RECORDS + [{"instruction": "Name a symptom of a cold.", "input": "", "output": "A runny nose."}]
+
+
+def test_an_uneven_split_over_two_processes_finishes_and_matches_one_process(tiny, tmp_path):
+    """9 examples at micro-batch 2: 5 micro-batches an epoch, which 2 processes cannot share
+    evenly. Every global batch is filled up with no-loss padding, so both processes run the
+    same number of forwards (no collective waits for a partner) on the examples one process
+    sees, step by step; and rank 0's clock decides every checkpoint for both (save_minutes 0:
+    a checkpoint each step, which would hang were a rank to skip one)."""
+    path = tmp_path / "nine.json"
+    path.write_text(json.dumps(NINE))
+    hp = {**HP, "epochs": 2}
+    one = finetune(data(str(path)), tiny, tmp_path / "one", hp, {"micro_batch_size": 2}, devices=1)
+    two = finetune(data(str(path)), tiny, tmp_path / "two", hp, {"micro_batch_size": 2, "save_minutes": 0}, devices=2)
+    assert (one["steps"], two["steps"], two["devices"], two["accumulation"]) == (6, 6, 2, 1)  # 3 steps an epoch
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=CURVE_TOLERANCE)
+    first, second = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert all(torch.allclose(first[k], second[k], atol=1e-4) for k in first)
+
+
+def test_every_optimizer_step_holds_one_whole_global_batch():
+    lengths = [3, 9, 4, 7, 1, 8, 2, 6, 5]
+    order = training_order(lengths, epochs=2, global_batch=4, seed=1, group_by_length=False)
+    assert len(order) == 2 * 12 and order.count(PAD) == 2 * 3
+    for epoch in (order[:12], order[12:]):
+        assert sorted(i for i in epoch if i != PAD) == list(range(9))  # each example once an epoch
+        assert epoch[9:] == [PAD] * 3  # the padding ends the epoch, inside its last global batch
+    assert order[:9] != order[12:21]  # each epoch shuffled anew
+    assert training_order(lengths, 2, 4, seed=1, group_by_length=False) == order  # seeded
+    grouped = training_order(lengths, 1, 4, seed=1, group_by_length=True)
+    assert sorted(i for i in grouped if i != PAD) == list(range(9))
+
+
+def test_progress_lines_come_at_a_steady_interval_with_the_rate_and_time_left(caplog):
+    from transformers import TrainerControl, TrainerState
+
+    clock = FakeClock()
+    run = {"runtime": {"progress_seconds": 30, "save_minutes": 30, "save_steps": None}}
+    progress, _ = callbacks(run, steps_per_epoch=50, clock=clock)
+    state = TrainerState(max_steps=100, global_step=0, is_world_process_zero=True)
+    args, control = None, TrainerControl()
+    progress.on_train_begin(args, state, control)
+    with caplog.at_level("INFO", logger="alpacare"):
+        for step in range(1, 101):
+            clock.now += 10  # a step every 10 s: a line every third step, and at the last
+            state.global_step = step
+            progress.on_log(args, state, control, logs={"loss": 2.0, "learning_rate": 1e-5})
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")]
+    assert len(lines) == 100 // 3 + 1
+    assert lines[0] == "train: step 3/100 (epoch 0.06), loss 2.0000, lr 1e-05, 0.100 steps/s, ~970s left"
+    assert lines[-1].startswith("train: step 100/100 (epoch 2.00)") and lines[-1].endswith("~0s left")
+
+
+def test_checkpoints_come_every_save_minutes_and_never_at_the_last_step():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    clock = FakeClock()
+    run = {"runtime": {"progress_seconds": 30, "save_minutes": 30, "save_steps": None}}
+    _, checkpoints = callbacks(run, steps_per_epoch=10, clock=clock)
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none")
+    state = TrainerState(max_steps=10, global_step=0)
+    checkpoints.on_train_begin(args, state, TrainerControl())
+    saved = []
+    for step, minutes in enumerate([10, 20, 31, 40, 55, 62, 70, 80, 93, 200], start=1):
+        clock.now = 60 * minutes
+        state.global_step, control = step, TrainerControl()
+        checkpoints.on_step_end(args, state, control)
+        saved += [step] if control.should_save else []
+    assert saved == [3, 6, 9]  # at 31, 62 and 93 minutes; step 10 ends the run, which saves the model itself
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_fsdp_launches_say_so_when_the_model_loads(tmp_path):
+    """transformers and accelerate read these two at model load, before the Trainer's Accelerator exists."""
+    run = resolve_run({**HP, "batch_size": 8}, {"gpus": 4, "micro_batch_size": 2}, 4, "backbone", tmp_path)
+    env = launch_env(run, {"PATH": "/bin"})
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true"
+    assert "CUDA_VISIBLE_DEVICES" not in env
+    deepspeed = {**run, "runtime": {**run["runtime"], "distributed": "deepspeed"}}
+    assert "ACCELERATE_USE_FSDP" not in launch_env(deepspeed, {})
+    cpu = resolve_run(HP, {"gpus": 0, "micro_batch_size": 2}, 2, "backbone", tmp_path)
+    assert launch_env(cpu, {})["CUDA_VISIBLE_DEVICES"] == "" and "ACCELERATE_USE_FSDP" not in launch_env(cpu, {})
+
+
+def test_fsdp_ranks_other_than_0_hold_only_shapes(tiny):
+    """Rank 0 reads the weights; the others build the model on the meta device (FSDP sends
+    them their shards), with real buffers such as the rotary frequencies."""
+    from alpacare.train import load_for_training
+
+    loaded = load_for_training(tiny, "full", None, False, torch.bfloat16)
+    empty = load_for_training(tiny, "full", None, False, torch.bfloat16, empty=True)
+    assert all(p.device.type == "meta" and p.dtype == torch.float32 for p in empty.parameters())
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    assert [n for n, _ in empty.named_parameters()] == [n for n, _ in loaded.named_parameters()]
+    buffers = dict(loaded.named_buffers())
+    assert all(b.device.type == "cpu" and torch.equal(b, buffers[n]) for n, b in empty.named_buffers())
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    base = load_for_training(tiny, "lora", lora, False, torch.bfloat16, empty=True)
+    assert all(p.device.type == "meta" for p in base.parameters())
+    assert {p.dtype for n, p in base.named_parameters() if "lora_" not in n} == {torch.bfloat16}
 
 
 @pytest.fixture(scope="module")
@@ -294,9 +397,10 @@ def test_finetune_rule_trains_a_mixture_and_runtime_edits_retrain_nothing(tiny, 
     summary = json.loads((checkpoint / "train_summary.json").read_text())
     assert (summary["examples"], summary["steps"], summary["accumulation"]) == (6, 3, 2)
     assert json.loads((checkpoint / "train_mixture.json").read_text())[0]["taken"] == 6
-    assert "step 3/3" in (project / "results/logs/finetune/tiny-full.log").read_text()
+    log = (project / "results/logs/finetune/tiny-full.log").read_text()
+    assert re.search(r"train: step 3/3 \(epoch 1\.00\), loss \d+\.\d+, lr \S+, \d+\.\d+ steps/s, ~0s left", log)
     # how the batch is reached, and LoRA settings a full fine-tune does not use, retrain nothing
-    config["models"]["tiny-full"].update(micro_batch_size=2, save_steps=1, gradient_checkpointing=True,
+    config["models"]["tiny-full"].update(micro_batch_size=2, save_steps=1, save_minutes=5, gradient_checkpointing=True,
                                          lora={"r": 4})
     assert "Nothing to be done" in snakemake(project, "-n", *configure())
     config["models"]["tiny-full"]["lr"] = 2e-3

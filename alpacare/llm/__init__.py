@@ -10,8 +10,9 @@ __all__ = ["LLM", "BudgetExceededError", "Cache", "CacheMiss", "CircuitOpenError
            "Response", "RetryableError", "RunStopped", "make_llm"]
 
 
-def make_provider(spec: dict, model_dir: str | None = None) -> Provider:
-    """spec: one entry of the config's `llms`; model_dir: the local model's directory."""
+def make_provider(spec: dict, model_dir: str | None = None, progress_seconds: float = 10.0) -> Provider:
+    """spec: one entry of the config's `llms`; model_dir: the local model's directory;
+    progress_seconds: how often a local decode loop logs its progress."""
     kind = spec["provider"]
     if kind == "local" and spec.get("backend") == "vllm":
         from .vllm_local import VLLMProvider  # GPU nodes only; vllm is imported when it is first used
@@ -22,7 +23,7 @@ def make_provider(spec: dict, model_dir: str | None = None) -> Provider:
 
         if not model_dir:
             raise LLMError("the local provider needs a model directory")
-        return LocalProvider(model_dir)
+        return LocalProvider(model_dir, progress_seconds=progress_seconds)
     if kind == "openai":
         from .openai_api import OpenAIProvider
 
@@ -42,7 +43,7 @@ def _api_options(spec: dict) -> dict:
 def make_llm(name: str, spec: dict, settings: dict, model_dir: str | None = None, rule: str = "") -> LLM:
     """name/spec: an entry of the config's `llms`; settings: the config's `llm` section (its
     schema defaults apply when a key is absent, as they do after validation)."""
-    provider = make_provider(spec, model_dir)
+    provider = make_provider(spec, model_dir, progress_seconds=settings.get("progress_seconds", 10.0))
     cache = Cache(settings["cache"]) if settings.get("cache") else None
     breaker = settings.get("circuit_breaker", {})
     return LLM(

@@ -113,6 +113,9 @@ class Provider:
 
     name = "base"
     batched = False
+    # a batched provider gets the client's batch_size requests at a time; one that schedules
+    # its own batches (vLLM's continuous batching) gets all of a job's requests in one call
+    schedules_batches = False
 
     def identity(self) -> dict:
         """What, besides the request, decides the reply (e.g. base_url, a weights hash).

@@ -197,8 +197,9 @@ class LLM:
         progress = Progress(f"{self.rule or 'llm'} {self.name}", len(requests), hits + len(copies), self.progress_seconds)
         if todo:
             if self.provider.batched:
-                for start in range(0, len(todo), self.batch_size):
-                    chunk = todo[start : start + self.batch_size]
+                size = len(todo) if self.provider.schedules_batches else self.batch_size
+                for start in range(0, len(todo), size):
+                    chunk = todo[start : start + size]
                     self._batch([requests[i] for i in chunk], chunk, responses, progress)
             else:
                 self._threaded(requests, keys, todo, responses, progress)

@@ -9,6 +9,9 @@ teacher model, and one prefill shared by all requests with the same prompt.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 
 from ..checkpoints import fingerprint, load_model
@@ -18,13 +21,16 @@ from .base import LLMError, Provider, Request, Response
 # formatting, scoring) changes what a request returns, so old cached replies are not reused.
 DECODER_VERSION = 2
 
+log = logging.getLogger("alpacare.llm")
+
 
 class LocalProvider(Provider):
     name = "local"
     batched = True
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, progress_seconds: float = 10.0):
         self.model_dir = str(model_dir)
+        self.progress_seconds = progress_seconds  # a decode loop's progress line in the job log, this often
 
     def identity(self) -> dict:
         return {"weights": fingerprint(self.model_dir), "decoder": DECODER_VERSION}
@@ -41,7 +47,7 @@ class LocalProvider(Provider):
             for i, resp in zip(scoring, self._score(model, tokenizer, [requests[i] for i in scoring])):
                 out[i] = resp
             if generating:
-                for i, resp in zip(generating, _Decoder(model, tokenizer, [requests[i] for i in generating]).run()):
+                for i, resp in zip(generating, _Decoder(model, tokenizer, [requests[i] for i in generating], self.progress_seconds).run()):
                     out[i] = resp
         return out
 
@@ -91,6 +97,17 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def keep_rows(cache, mask: torch.Tensor, slots: list[int]) -> torch.Tensor:
+    """Keep only the batch rows `slots` in the KV cache and the attention mask (finished rows
+    leave the batch). With device_map over several GPUs each cache layer lives on its own
+    layer's GPU, so the indices must reach each layer's device: reorder_cache moves them
+    there (batch_select_indices would index a second GPU's layer with the first GPU's indices
+    and fail as soon as one row finishes early). Returns the mask."""
+    keep = torch.tensor(slots)
+    cache.reorder_cache(keep)
+    return mask.index_select(0, keep.to(mask.device))
+
+
 def prefill(model, prompts: list[list[int]], pad: int):
     """Run each distinct prompt once, left-padded in one batch, and fan its KV cache out to
     one row per entry of `prompts`. Returns (cache, last-token logits, attention mask) per row."""
@@ -106,6 +123,35 @@ def prefill(model, prompts: list[list[int]], pad: int):
     cache = out.past_key_values
     cache.reorder_cache(index)
     return cache, out.logits[:, -1].float().index_select(0, index), mask.index_select(0, index)
+
+
+class _Progress:
+    """The decode loop's line in the job log every `every` seconds and at the end: rows done
+    of the batch, tokens and their rate, and the time left at most (were every row to run to
+    its token budget), in the form of the LLM client's progress lines."""
+
+    def __init__(self, total: int, budget: int, every: float, clock):
+        self.total, self.budget, self.every, self.clock = total, budget, every, clock
+        self.start = self.last = clock()
+        self.steps = self.done = self.tokens = self.logged = 0
+
+    def step(self, done: int, decoded: int) -> None:
+        self.steps += 1
+        self.done, self.tokens = done, self.tokens + decoded
+        if self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            self.log()
+
+    def finish(self) -> None:
+        if self.logged != self.steps:
+            self.log()
+
+    def log(self) -> None:
+        self.logged = self.steps
+        elapsed = max(self.clock() - self.start, 1e-9)
+        left = (self.budget - self.steps) * elapsed / max(self.steps, 1) if self.done < self.total else 0.0
+        log.info("local decode: %d/%d done, step %d of at most %d, %d tokens, %.1f tokens/s, at most ~%.0fs left",
+                 self.done, self.total, self.steps, self.budget, self.tokens, self.tokens / elapsed, left)
 
 
 class _Row:
@@ -130,9 +176,10 @@ class _Row:
 
 
 class _Decoder:
-    def __init__(self, model, tokenizer, requests: list[Request]):
+    def __init__(self, model, tokenizer, requests: list[Request], progress_seconds: float = 10.0, clock=time.monotonic):
         self.model, self.tok = model, tokenizer
         self.requests = requests
+        self.progress_seconds, self.clock = progress_seconds, clock
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.eos.discard(None)
@@ -148,6 +195,7 @@ class _Decoder:
         active = list(range(len(rows)))  # row numbers still decoding, in batch order
         vocab = logits.shape[-1]
         seen = torch.zeros(len(rows), vocab, dtype=torch.bool)
+        progress = _Progress(len(rows), max(self._budget(r) for r in self.requests), self.progress_seconds, self.clock)
         while active:
             next_tokens = self._choose([rows[i] for i in active], logits, seen[active])
             still = []
@@ -157,12 +205,11 @@ class _Decoder:
                 seen[i, token] = True
                 if not rows[i].done:
                     still.append(slot)
+            progress.step(len(rows) - len(still), len(active))
             if not still:
                 break
             if len(still) < len(active):  # drop finished rows from the batch
-                keep = torch.tensor(still, device=device)
-                cache.batch_select_indices(keep)
-                mask = mask.index_select(0, keep)
+                mask = keep_rows(cache, mask, still)
                 next_tokens = [next_tokens[s] for s in still]
                 active = [active[s] for s in still]
             mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=device)], dim=1)
@@ -171,10 +218,18 @@ class _Decoder:
             out = self.model(input_ids=step, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             logits = out.logits[:, -1].float()
+        progress.finish()
         return [
             Response(text=r.text, finish_reason=r.finish_reason, input_tokens=r.prompt_len, output_tokens=len(r.generated))
             for r in rows
         ]
+
+    def _budget(self, request: Request) -> int:
+        """The most tokens a request can take: max_tokens, or its fields' limits and names."""
+        if not request.fields:
+            return request.max_tokens
+        return sum(limit + len(self.tok.encode("\n" + name + ":", add_special_tokens=False))
+                   for name, limit in request.fields)
 
     def _choose(self, rows: list[_Row], logits: torch.Tensor, seen: torch.Tensor) -> list[int]:
         logits = logits.cpu()

@@ -9,7 +9,9 @@ process per granted GPU; otherwise in this process.
 Settings come in two kinds. `hp` (the rule's params) decide the trained weights: editing one
 retrains. `runtime` settings only decide how the same global batch is reached on the job's
 hardware (GPUs, per-device batch, activation checkpointing, sharding, checkpoint interval,
-padding-free batching): editing them retrains nothing."""
+padding-free batching): editing them retrains nothing. The precision is the job's GPUs' own
+(alpacare.hardware: bf16 from Ampere on, fp16 before, fp32 on a CPU) and is recorded in
+train_config.json."""
 
 from __future__ import annotations
 
@@ -24,16 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-from .. import mixture
+from .. import cluster, mixture
 from ..io import read_json, write_json, write_text
 
 log = logging.getLogger("alpacare")
 
 # model settings that are not hyperparameters (see the module docstring); `gpus` is the
-# SLURM request, the devices actually used are the job's visible GPUs
-RUNTIME_KEYS = ("gpus", "micro_batch_size", "gradient_checkpointing", "save_steps", "distributed", "padding_free",
-                "fsdp_wrap")
+# SLURM request, and the job must see that many
+RUNTIME_KEYS = ("gpus", "micro_batch_size", "gradient_checkpointing", "save_minutes", "save_steps", "distributed",
+                "padding_free", "fsdp_wrap")
 NOT_SETTINGS = ("backbone", "data")
+# runtime settings a resumed run may change without starting over
+RESUMABLE_EDITS = ("save_minutes", "save_steps", "progress_seconds")
+SAVE_MINUTES, PROGRESS_SECONDS = 30, 30.0
 
 
 def split_settings(spec: dict, run_seed: int) -> tuple[dict, dict]:
@@ -46,31 +51,46 @@ def split_settings(spec: dict, run_seed: int) -> tuple[dict, dict]:
     return hp, {k: spec[k] for k in RUNTIME_KEYS if k in spec}
 
 
-def visible_gpus() -> int:
-    """GPUs granted to this job (SLURM sets CUDA_VISIBLE_DEVICES to them)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+def runtime_settings(config: dict, model: str) -> dict:
+    """A model's runtime settings as its training job uses them: activation checkpointing
+    switched on where the GPUs' memory needs it (alpacare.cluster.finetune_gpu_plan, which
+    also stops a model that cannot fit, naming what to change); on a test cluster whose GPUs
+    are fake (cluster.fake_gpus), the CPU."""
+    runtime = split_settings(config["models"][model], config["run_seed"])[1]
+    plan = cluster.finetune_gpu_plan(config, model)
+    if plan["gradient_checkpointing"] and not runtime.get("gradient_checkpointing"):
+        log.info("activation checkpointing on: %s", plan["why"])
+    runtime["gradient_checkpointing"] = plan["gradient_checkpointing"]
+    if config["cluster"].get("fake_gpus") and runtime.get("gpus"):
+        log.warning("cluster.fake_gpus: the job holds %d GPU(s) with no CUDA behind them; training on the CPU",
+                    runtime["gpus"])
+        runtime["gpus"] = 0
+    return runtime
 
 
 def resolve_run(hp: dict, runtime: dict, devices: int, backbone_dir: str, work_dir: Path) -> dict:
     """Everything a training process needs, derived once: accumulation from the global batch,
-    precision from the hardware. Saved as train_config.json with the checkpoint."""
-    from ..train import accumulation_steps, bf16_here, on_cuda
+    precision from the job's GPUs (none: fp32 on the CPU). Saved as train_config.json with the checkpoint."""
+    from .. import hardware  # torch: imported only where a job trains (the DAG reads this module too)
+    from ..train import accumulation_steps
 
     hp = {"weight_decay": 0.0, "group_by_length": False, **hp}
     micro = runtime.get("micro_batch_size", 4)
+    gpu = bool(runtime.get("gpus"))
     rt = {
         "devices": devices,
+        "gpu": gpu,
         "micro_batch_size": micro,
         "accumulation": accumulation_steps(hp["batch_size"], micro, devices),
         "gradient_checkpointing": runtime.get("gradient_checkpointing", False),
-        "save_steps": runtime.get("save_steps", 100),
+        "save_minutes": runtime.get("save_minutes", SAVE_MINUTES),
+        "save_steps": runtime.get("save_steps"),
+        "progress_seconds": runtime.get("progress_seconds", PROGRESS_SECONDS),
         "distributed": runtime.get("distributed", "fsdp"),
         "fsdp_wrap": runtime.get("fsdp_wrap"),
         "padding_free": runtime.get("padding_free", False),
-        "bf16": bf16_here(),  # autocast compute; the weights being trained stay fp32
-        "tf32": on_cuda(),
+        "precision": hardware.precision() if gpu else "fp32",  # autocast compute; trained weights stay fp32
+        "tf32": gpu and hardware.tf32(),
     }
     return {"backbone": str(Path(backbone_dir).resolve()), "data": str(work_dir / "data.json"),
             "work_dir": str(work_dir), "hp": hp, "runtime": rt}
@@ -78,7 +98,7 @@ def resolve_run(hp: dict, runtime: dict, devices: int, backbone_dir: str, work_d
 
 def _identity(run: dict, records: list[dict]) -> str:
     """What a resumable run must share with the interrupted one to continue it."""
-    settings = {**run, "runtime": {k: v for k, v in run["runtime"].items() if k != "save_steps"}}
+    settings = {**run, "runtime": {k: v for k, v in run["runtime"].items() if k not in RESUMABLE_EDITS}}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(json.dumps(records, sort_keys=True).encode())
     for f in sorted(Path(run["backbone"]).rglob("*")):
@@ -92,17 +112,41 @@ def finetune(data: list[dict], backbone_dir: str, out_dir: str | Path, hp: dict,
     """Train and export one checkpoint to out_dir; returns its train_summary.
 
     data: [{"dataset": name, "path": Alpaca-format JSON, "max": cap or None, "seed": int or None}].
-    devices: processes to train with (default: the visible GPUs; 0 or 1 = this process).
+    devices: processes to train with. Default: one per GPU the model asks for (runtime `gpus`),
+    which this job must see (a named error otherwise); one on the CPU where it asks for none.
+    Given with `gpus: 0`: that many CPU processes (gloo), as the tests run them.
     callbacks: extra transformers TrainerCallbacks (in-process runs only)."""
+    out_dir = Path(out_dir)
+    run, report = prepare(data, backbone_dir, out_dir, hp, runtime or {}, devices)
+    work = Path(run["work_dir"])
+    started = time.monotonic()
+    if run["runtime"]["devices"] > 1:
+        launch(work / "run.json")
+    else:
+        from ..train import run as train
+
+        train(run, extra_callbacks=callbacks)
+    state = json.loads((work / "trained" / "train_state.json").read_text())
+    summary = export(run, state, report, out_dir, seconds=time.monotonic() - started)
+    shutil.rmtree(work)
+    log.info("trained on %d examples, %d steps in %.1fs: loss %.3f -> %.3f", summary["examples"], summary["steps"],
+             summary["seconds"], summary["first_loss"], summary["last_loss"])
+    return summary
+
+
+def prepare(data: list[dict], backbone_dir: str, out_dir: Path, hp: dict, runtime: dict,
+            devices: int | None) -> tuple[dict, list[dict]]:
+    """The resumable work dir `<out_dir>.resume/`, ready to train: the run resolved, the
+    mixture drawn and written; an earlier attempt with other settings or data is cleared
+    (one with the same ones is resumed). Returns (run, the mixture's report)."""
+    from .. import hardware
     from ..train import check_method_runs_here
 
-    runtime = runtime or {}
-    out_dir = Path(out_dir)
     check_method_runs_here(hp["method"])  # before any work
-    if devices is None:  # the job's GPUs, never more than the model asked for
-        devices = visible_gpus()
-        devices = min(devices, runtime["gpus"]) if runtime.get("gpus") else devices
-    processes = max(1, devices)
+    gpus = runtime.get("gpus", 0)
+    if gpus:  # never fewer GPUs than asked for, nor the CPU instead: the job holds them
+        hardware.require_gpus(devices or gpus, f"models.{out_dir.name}.gpus")
+    processes = max(1, devices or gpus)
     work = Path(f"{out_dir}.resume")
     run = resolve_run(hp, runtime, processes, backbone_dir, work)
     if processes > 1 and run["runtime"]["distributed"] == "deepspeed":
@@ -131,20 +175,7 @@ def finetune(data: list[dict], backbone_dir: str, out_dir: str | Path, hp: dict,
     write_json(run["data"], records)
     write_json(work / "run.json", run)
     write_text(marker, identity)
-
-    started = time.monotonic()
-    if processes > 1:
-        launch(work / "run.json", processes)
-    else:
-        from ..train import run as train
-
-        train(run, callbacks=callbacks)
-    state = json.loads((work / "trained" / "train_state.json").read_text())
-    summary = export(run, state, report, out_dir, seconds=time.monotonic() - started)
-    shutil.rmtree(work)
-    log.info("trained on %d examples, %d steps in %.1fs: loss %.3f -> %.3f", summary["examples"], summary["steps"],
-             summary["seconds"], summary["first_loss"], summary["last_loss"])
-    return summary
+    return run, report
 
 
 def _free_port() -> int:
@@ -153,18 +184,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(run_path: Path, processes: int) -> None:
-    """`accelerate launch` one training process per device; their output goes to the job's log."""
-    from ..train import on_cuda
+def launch_env(run: dict, environ: dict) -> dict:
+    """The training processes' environment. Under FSDP, transformers and accelerate read
+    ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING when the model is loaded, which is
+    before the Trainer builds its Accelerator: without them each process would act as if it
+    loaded a whole model of its own (alpacare.train.load_for_training keeps all but rank 0
+    empty; these say the same to the libraries). On the CPU the processes share the job's
+    cores and see no GPU."""
+    from ..train import fsdp_active
 
+    env = dict(environ)
+    if fsdp_active(run):
+        env.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
+    if not run["runtime"]["gpu"]:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // run["runtime"]["devices"]))
+    return env
+
+
+def launch(run_path: Path) -> None:
+    """`accelerate launch` one training process per device; their output goes to the job's log."""
     run = read_json(run_path)
+    processes = run["runtime"]["devices"]
+    mixed = {"bf16": "bf16", "fp16": "fp16"}.get(run["runtime"]["precision"], "no")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
            "--num_machines", "1", "--main_process_port", str(_free_port()), "--dynamo_backend", "no",
-           "--mixed_precision", "bf16" if run["runtime"]["bf16"] else "no", "-m", "alpacare.train", str(run_path)]
-    env = dict(os.environ)
-    if not on_cuda():  # share this job's cores among the processes
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+           "--mixed_precision", mixed, "-m", "alpacare.train", str(run_path)]
     log.info("launching %d processes: %s", processes, " ".join(cmd))
+    env = launch_env(run, os.environ)
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             log.info("| %s", line.rstrip())

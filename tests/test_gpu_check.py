@@ -1,0 +1,24 @@
+"""bench/gpu_check.py, the GPU machine's check, runs end to end on the CPU with the tiny model
+(--tiny --cpu): the same code paths, so it is ready the day a GPU is lent."""
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_the_gpu_check_runs_on_the_cpu_with_the_tiny_model():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--tiny", "--cpu"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert any(re.fullmatch(r"train: 4 steps of 2 x <= 96 tokens, fp32 on CPU", line) for line in lines), lines
+    assert any(re.fullmatch(r"train: [\d,]+ tokens/s \([\d,]+ tokens in [\d.]+ s\)", line) for line in lines)
+    assert any(re.fullmatch(r"train: loss first \d+\.\d{4}, last \d+\.\d{4}", line) for line in lines)
+    assert any(re.fullmatch(r"generate: one at a time [\d,]+ tokens/s, batched [\d,]+ tokens/s \([\d.]+x\)", line)
+               for line in lines)
+    # fp32 on a CPU: batching must not change a single greedy output
+    assert "generate: 0 of 12 outputs differ between batched and one at a time" in lines
+    assert "fsdp: skipped: needs 2 GPUs" in lines and re.fullmatch(r"done: \d+ s", lines[-1])
+    assert "{'loss'" not in result.stdout  # the Trainer's per-step dicts are replaced by the progress lines
