@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from . import hardware
-from .template import alpaca_prompt, encode_prompt
+from .template import alpaca_prompt, encode_continuation, encode_prompt
 
 log = logging.getLogger("alpacare")
 
@@ -81,10 +81,16 @@ def accumulation_steps(global_batch: int, per_device: int, devices: int) -> int:
 
 def encode_example(tokenizer, record: dict, max_length: int) -> dict:
     """input_ids = [BOS] prompt response EOS, cut at max_length; labels = IGNORE over the
-    prompt, the ids over the response and EOS. Prompt and response are tokenized apart, so
-    the prompt's ids are exactly the ones generation feeds the model."""
-    prompt = encode_prompt(tokenizer, alpaca_prompt(record["instruction"], record.get("input", "")))
-    target = tokenizer.encode(record["output"], add_special_tokens=False) + [tokenizer.eos_token_id]
+    prompt, the ids over the response and EOS. As Stanford Alpaca (and so AlpaCare and
+    medAlpaca) tokenized: prompt and response encoded as one text, so a sentencepiece (LLaMA)
+    tokenizer starts the response without a word-start marker of its own; the prompt's ids are
+    still exactly the ones generation feeds the model (template.encode_continuation)."""
+    prompt_text = alpaca_prompt(record["instruction"], record.get("input", ""))
+    if record["output"]:
+        prompt, target = encode_continuation(tokenizer, prompt_text, record["output"])
+    else:
+        prompt, target = encode_prompt(tokenizer, prompt_text), []
+    target = target + [tokenizer.eos_token_id]
     return {"input_ids": (prompt + target)[:max_length], "labels": ([IGNORE] * len(prompt) + target)[:max_length]}
 
 

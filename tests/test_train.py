@@ -69,7 +69,7 @@ def test_examples_mask_the_prompt_and_start_with_bos_where_the_tokenizer_has_one
         assert prompt_ids(tokenizer, Request(model=path, prompt=prompt_text)) == prompt
         n = len(prompt)
         assert example["input_ids"][:n] == prompt and example["labels"][:n] == [IGNORE] * n
-        response = tokenizer.encode(record["output"], add_special_tokens=False) + [tokenizer.eos_token_id]
+        response = encode_prompt(tokenizer, prompt_text + record["output"])[n:] + [tokenizer.eos_token_id]
         assert example["input_ids"][n:] == response and example["labels"][n:] == response
     # a cut keeps the prompt's mask; an example left without a response token is dropped
     cut = encode_example(tokenizer, record, max_length=n + 2)
@@ -414,3 +414,20 @@ def test_inference_spreads_a_model_over_every_gpu_its_job_was_granted(monkeypatc
     assert checkpoints.gpu_device_map() == "auto"  # a 13B job asks for 2 GPUs and must use both
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert checkpoints.gpu_device_map() == {"": 0}
+
+
+def test_examples_are_tokenized_as_stanford_alpaca_did_with_a_sentencepiece_tokenizer(tmp_path):
+    """Stanford Alpaca (so AlpaCare's and medAlpaca's checkpoints) encoded prompt + response as
+    one text: after "### Response:" a LLaMA tokenizer's response starts without the word-start
+    marker that encoding the response alone would give it."""
+    from tiny_llama import build_sp_tokenizer
+
+    tokenizer = build_sp_tokenizer(tmp_path / "sp")
+    record = {"instruction": "Define anemia.", "input": "", "output": "The answer is C: Iron."}
+    prompt_text = alpaca_prompt(record["instruction"])
+    example = encode_example(tokenizer, record, max_length=512)
+    assert example["input_ids"] == encode_prompt(tokenizer, prompt_text + record["output"]) + [tokenizer.eos_token_id]
+    n = example["labels"].count(IGNORE)
+    assert example["input_ids"][:n] == encode_prompt(tokenizer, prompt_text)   # what generation feeds
+    apart = tokenizer.encode(record["output"], add_special_tokens=False)
+    assert example["input_ids"][n:-1] != apart   # the old encoding differed exactly here

@@ -294,8 +294,6 @@ def test_options_are_tokenized_with_the_prompt_as_training_tokenized_them(sp_lla
     assert apart_differs == (template_name == "plain")
 
 
-@pytest.mark.xfail(strict=True, reason="the local provider (alpacare/llm/local.py, issue 18's file) still encodes each "
-                   "choice apart; wire template.encode_continuation into LocalProvider._score, then drop this mark")
 def test_loglik_scores_the_tokens_training_saw_with_a_sentencepiece_tokenizer(sp_llama, tmp_path, monkeypatch):
     """The stage's log-probabilities against one forward pass over prompt + option encoded as
     one text: what a LLaMA-family model trained on "### Response:" + target saw."""

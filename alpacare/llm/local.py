@@ -15,11 +15,12 @@ import time
 import torch
 
 from ..checkpoints import fingerprint, load_model
+from ..template import encode_continuation, encode_prompt
 from .base import LLMError, Provider, Request, Response
 
 # Part of every local reply's cache key: bump it whenever a change here (decoding, prompt
 # formatting, scoring) changes what a request returns, so old cached replies are not reused.
-DECODER_VERSION = 2
+DECODER_VERSION = 3
 
 log = logging.getLogger("alpacare.llm")
 
@@ -58,18 +59,24 @@ class LocalProvider(Provider):
             return []
         device = model.device
         prompts = [prompt_ids(tokenizer, r) for r in requests]
-        choices = [[tokenizer.encode(c, add_special_tokens=False) for c in r.choices] for r in requests]
+        # an Alpaca prompt and its choice as training tokenized them: one text, split where the
+        # prompt ends (a sentencepiece tokenizer encodes a choice apart differently); a chat
+        # prompt ends with the template's own tokens, so its choices follow as encoded alone
+        split = [[encode_continuation(tokenizer, r.prompt, c) if r.prompt is not None
+                  else (prompts[i], tokenizer.encode(c, add_special_tokens=False)) for c in r.choices]
+                 for i, r in enumerate(requests)]
+        choices = [[ids for _, ids in cs] for cs in split]
+        row_prompts = [p for cs in split for p, _ in cs]
         pad = pad_id(tokenizer)
-        owner = [i for i, cs in enumerate(choices) for _ in cs]
         flat = [c for cs in choices for c in cs]
-        cache, last, mask = prefill(model, [prompts[i] for i in owner], pad)
+        cache, last, mask = prefill(model, row_prompts, pad)
         first = torch.log_softmax(last, dim=-1)
         scores = [first[row, c[0]].item() for row, c in enumerate(flat)]
         rest = max(len(c) for c in flat) - 1  # choice tokens after the first, fed on the cache
         if rest > 0:
             step = torch.tensor([c[:-1] + [pad] * (rest + 1 - len(c)) for c in flat], device=device)
             step_mask = torch.tensor([[1] * (len(c) - 1) + [0] * (rest + 1 - len(c)) for c in flat], device=device)
-            positions = torch.tensor([[len(prompts[i]) + j for j in range(rest)] for i in owner], device=device)
+            positions = torch.tensor([[len(p) + j for j in range(rest)] for p in row_prompts], device=device)
             logits = model(input_ids=step, attention_mask=torch.cat([mask, step_mask], dim=1),
                            position_ids=positions, past_key_values=cache).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -89,8 +96,7 @@ def prompt_ids(tokenizer, request: Request) -> list[int]:
         messages = [{"role": role, "content": content} for role, content in request.messages]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-    from ..template import encode_prompt  # the Alpaca prompt exactly as training encoded it, BOS included
-    return encode_prompt(tokenizer, request.prompt)
+    return encode_prompt(tokenizer, request.prompt)  # the Alpaca prompt exactly as training encoded it, BOS included
 
 
 def pad_id(tokenizer) -> int:
