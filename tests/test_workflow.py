@@ -146,8 +146,10 @@ EXPECTED_PAPER_JOBS = {
     "generate": 42,       # Figures 2-6 and the ablation: 14 local generators, on GPU nodes
     "generate_api": 15,   # imported: 4 references and ChatDoctor x 3 test sets
     "judge_api": 228,     # Figures 2-6 (216 cells) and the ablation (12)
+    "figure": 5,          # Figures 2-6
     "report": 1,
-    "leaderboard": 24,    # alpaca_eval's files: 2 judges x 4 references x 3 test sets
+    "leaderboard": 20,    # alpaca_eval's files: gpt-3.5-turbo x 4 references x 3 test sets,
+                          # claude-2 x 4 references x 2 test sets (Figure 5 is Figure 2's cells)
     "usmle_questions": 1,
     "usmle_generation": 13,  # our 8 models and medAlpaca's 5 table rows, on GPU nodes
     "usmle_loglik": 13,
