@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from alpacare import ledger
 from alpacare.llm import LLM, Cache, CacheMiss, LLMError, Provider, Request, Response, RetryableError, make_llm
 from alpacare.llm.cache import cache_key
 from fakeapi import FakeAPI
@@ -129,8 +130,8 @@ def test_ledger_counts_tokens_cost_and_hits(tmp_path):
     s = llm.ledger.summary()
     assert (s["calls"], s["cache_hits"], s["input_tokens"], s["output_tokens"]) == (2, 1, 20, 10)
     assert s["cost_usd"] == pytest.approx((20 * 1.0 + 10 * 2.0) / 1e6)
-    llm.ledger.append_to(tmp_path / "ledger.jsonl", stage="test")
-    assert '"stage": "test"' in (tmp_path / "ledger.jsonl").read_text()
+    llm.ledger.append_to(tmp_path / "ledger", stage="test")
+    assert [row["stage"] for row in ledger.read(tmp_path / "ledger")] == ["test"]
 
 
 def _writer(path, start):
