@@ -166,9 +166,9 @@ def main(argv=None) -> int:
     parser.add_argument("--idle-minutes", type=float, default=10.0,
                         help="refuse while a shard was written more recently than this (default 10)")
     args = parser.parse_args(argv)
-    os.chdir(args.directory)
-    configs = (["config.yaml"] if Path("config.yaml").exists() else []) + args.configfile
-    where = locations_from_config(configs)
+    root = Path(args.directory)
+    configs = ([root / "config.yaml"] if (root / "config.yaml").exists() else []) + [root / c for c in args.configfile]
+    where = {k: root / v for k, v in locations_from_config(configs).items()}
     try:
         check_idle(shard_files(where["cache"], where["ledger"]), args.idle_minutes)
     except StillRunning as err:

@@ -161,3 +161,49 @@ def test_openai_compatible_server_is_called_once_then_cached(tmp_path):
         assert len(api.requests) == 2
     assert [r.text for r in first] == [r.text for r in second] and "hello" in first[0].text
     assert all(r.cached for r in second)
+
+
+def test_breaker_opens_on_failures_in_a_row_and_a_success_resets_the_count():
+    from alpacare.llm.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=3, rate=1.0, window=100)
+    assert [breaker.record(ok) for ok in (False, False, True, False, False)] == [None] * 5
+    assert breaker.record(False) == "failed 3 attempts in a row"
+
+
+def test_breaker_opens_on_a_failure_rate_once_its_window_is_full():
+    from alpacare.llm.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=3, rate=0.75, window=4)
+    assert [breaker.record(ok) for ok in (False, True, False)] == [None] * 3  # the window is not full yet
+    assert breaker.record(True) is None  # 2 of the last 4 failed
+    assert breaker.record(False) is None  # 2 of 4 (the oldest failure left the window)
+    assert breaker.record(False) == "failed 3 of its last 4 attempts"  # 2 in a row only
+
+
+class SlowThenDown(Scripted):
+    """Two calls hang (a slow endpoint) while the others succeed; then one item fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def complete_one(self, request):
+        text = request.messages[-1][1]
+        if text.startswith("slow"):
+            self.release.wait(5)
+        if text == "down":
+            raise LLMError("400 bad request")
+        return super().complete_one(request)
+
+
+def test_slow_calls_in_flight_never_open_the_breaker():
+    """Calls that hang while others succeed, and a failure while they hang, do not open it:
+    only ended attempts count, and only failures."""
+    provider = SlowThenDown()
+    llm = LLM(provider, max_concurrency=3, breaker_failures=2, breaker_rate=0.5, breaker_window=4)
+    timer = threading.Timer(1.0, provider.release.set)
+    timer.start()
+    responses = llm.run(ask("slow 1", "slow 2", "a", "down", "b", "c", "d"))
+    timer.cancel()
+    assert [r.ok for r in responses] == [True, True, True, False, True, True, True]

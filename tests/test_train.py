@@ -118,7 +118,7 @@ def generates_as_transformers_does(checkpoint: str, tmp_path, monkeypatch):
     transformers' own generate from the training prompt (BOS first where the tokenizer has one)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    monkeypatch.chdir(tmp_path)  # the stage appends to results/ledger.jsonl
+    monkeypatch.chdir(tmp_path)  # the stage writes its ledger shard under results/ledger/
     testset = tmp_path / "testset.jsonl"
     items = [{"id": 0, "instruction": "What usually causes a fever?", "input": ""},
              {"id": 1, "instruction": "Summarize the note.", "input": "A cough."}]

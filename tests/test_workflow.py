@@ -7,6 +7,7 @@ import sys
 import pytest
 import yaml
 
+from alpacare import ledger as ledger_file
 from conftest import ROOT, copy_project
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -32,7 +33,7 @@ def tiny_config(project):
 
 
 def ledger(project):
-    return [json.loads(line) for line in (project / "results" / "ledger.jsonl").read_text().splitlines()]
+    return ledger_file.read(project / "results" / "ledger")
 
 
 @pytest.fixture(scope="module")
