@@ -26,10 +26,14 @@ SYNC_SECONDS = 1.0
 
 def shard_name(label: str) -> str:
     """A name no other writer uses: UTC time first (so names sort in the order shards began),
-    then what wrote it (a rule name), the host and the process."""
-    clean = "".join(c if c.isalnum() or c in "-_" else "-" for c in label or "shard")
+    then what wrote it (a rule name), the node (SLURM's name for it inside a job, else the
+    host's) and the process, and a random tail."""
+    def clean(text):
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}.{clean}.{socket.gethostname().split('.')[0]}.{os.getpid()}.{secrets.token_hex(3)}"
+    return f"{stamp}.{clean(label or 'shard')}.{clean(node)}.{os.getpid()}.{secrets.token_hex(3)}"
 
 
 class Appender:

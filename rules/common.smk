@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import alpacare
+from alpacare import partitions
 from alpacare.config import validate
 from alpacare.preflight import check as preflight, check_keys as preflight_keys
 
@@ -19,8 +20,25 @@ def planned_jobs():
         return None
 
 
+def slurm_jobs():
+    """The planned jobs the SLURM executor would submit, with what each asks for."""
+    jobs = []
+    for job in workflow.dag.needrun_jobs():
+        if job.is_local or job.is_norun:
+            continue
+        wildcards = ", ".join(f"{k}={v}" for k, v in job.wildcards.items())
+        r = job.resources
+        jobs.append(partitions.Job(f"rule {job.rule.name}" + (f" ({wildcards})" if wildcards else ""), job.rule.name,
+                                   job.threads, r.get("mem_mb") or 0, r.get("runtime") or 0, r.get("gpu") or 0,
+                                   r.get("gpu_model"), r.get("slurm_partition")))
+    return jobs
+
+
 onstart:
     preflight_keys(config, source=", ".join(map(str, workflow.configfiles)) or "config", jobs=planned_jobs())
+    # a job no node can run would sit in the queue forever: stop before submitting anything
+    if getattr(workflow.executor_plugin, "name", None) == "slurm":
+        partitions.check(slurm_jobs())
 
 
 # threads for jobs that run a model; snakemake caps them at --cores on a small machine
@@ -58,14 +76,23 @@ def public(spec):
     return {k: v for k, v in spec.items() if k in ("provider", "model", "backbone", "base_url")}
 
 
+# Modules a package name does not stand for: they run in LLM jobs but never change an artifact
+# (the cache stores and returns replies verbatim; the breaker only decides when a job stops),
+# so editing them reruns nothing. alpacare/ledger.py and alpacare/shards.py are in no list.
+NEVER_DECIDE = {"llm/cache.py", "llm/breaker.py"}
+
+
 def code(*modules):
     """The package files that decide a rule's output, as dotted module names under alpacare
-    ("stages.judge", "judge"); a package name ("llm", "checkpoints") stands for all of its modules. Editing
-    one reruns the rule (Snakemake itself only tracks the rule's own script); list exactly
-    what the rule runs, so that an edit elsewhere reruns nothing."""
+    ("stages.judge", "judge"); a package name ("llm", "checkpoints") stands for all of its modules
+    but NEVER_DECIDE. Editing one reruns the rule (Snakemake itself only tracks the rule's own
+    script); list exactly what the rule runs, so that an edit elsewhere reruns nothing."""
     root = Path(alpacare.__file__).parent
     files = []
     for m in modules:
         path = root.joinpath(*m.split("."))
-        files += sorted(map(str, path.glob("*.py"))) if path.is_dir() else [str(path.with_suffix(".py"))]
+        if path.is_dir():
+            files += sorted(str(p) for p in path.glob("*.py") if p.relative_to(root).as_posix() not in NEVER_DECIDE)
+        else:
+            files.append(str(path.with_suffix(".py")))
     return files

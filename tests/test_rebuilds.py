@@ -124,6 +124,7 @@ def test_adding_a_model_adds_only_its_generation_verdicts_and_the_report(built):
     ("judge.py", {"all", "judge_api", "report"}),                  # the prompt and the parser: every verdict
     ("llm/client.py", {"all", "judge_api", "report"}),             # the LLM layer: every LLM job, not the imports
     ("testsets.py", {"all", "testset", "generate_api", "judge_api", "report"}),
+    ("llm/cache.py", set()), ("llm/breaker.py", set()), ("ledger.py", set()), ("shards.py", set()),  # plumbing
 ])
 def test_editing_code_reruns_exactly_what_runs_it(built, module, expected):
     project, env, _, _ = built
