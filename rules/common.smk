@@ -1,4 +1,5 @@
 # Config validation and the helpers the rules share.
+import os
 import re
 from pathlib import Path
 
@@ -6,6 +7,13 @@ import alpacare
 from alpacare import partitions
 from alpacare.config import validate
 from alpacare.preflight import check as preflight, check_keys as preflight_keys
+
+# Every job imports the alpacare package this workflow imported (the code its `code` inputs
+# track), whatever environment runs it: a conda env holds only third-party packages, never a
+# copy of alpacare that could be another checkout's or an older version. SLURM jobs inherit the
+# variable (sbatch exports the environment) and set it again when they parse this file.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    dict.fromkeys([str(Path(alpacare.__file__).parent.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
 
 validate(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 # the local seed and test-set files now; the planned jobs' API keys once the run starts
