@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -54,13 +55,15 @@ class Writer:
         self.label = label
         self.name: str | None = None  # the shard's file name, once created
         self._appender: shards.Appender | None = None
+        self._lock = threading.Lock()  # a client's threads append at once: one shard for all
 
     def append(self, rows: list[dict]) -> None:
         if not rows:
             return
-        if self._appender is None:
-            self.name = shards.shard_name(self.label) + SHARD_SUFFIX
-            self._appender = shards.Appender(self.directory / self.name)
+        with self._lock:
+            if self._appender is None:
+                self.name = shards.shard_name(self.label) + SHARD_SUFFIX
+                self._appender = shards.Appender(self.directory / self.name)
         self._appender.write(encode(rows))
 
 

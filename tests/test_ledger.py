@@ -81,3 +81,22 @@ def test_write_tables_for_the_ledger_rule(tmp_path):
     assert lines[0].startswith("rule,endpoint,calls,cache_hits,failures") and lines[-1].startswith("total,,3,")
     ledger.write_tables(tmp_path / "none", tmp_path / "empty.md", tmp_path / "empty.csv")
     assert (tmp_path / "empty.md").read_text() == "No LLM calls recorded.\n"
+
+
+def test_a_writer_used_by_many_threads_keeps_one_shard(tmp_path):
+    import threading
+
+    writer = ledger.Writer(tmp_path / "ledger", "respond")
+    start = threading.Barrier(16)
+
+    def append(i):
+        start.wait()
+        writer.append([{"rule": "respond", "calls": 1, "n": i}])
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.name for p in (tmp_path / "ledger").iterdir()] == [writer.name]
+    assert sorted(row["n"] for row in ledger.read(tmp_path / "ledger")) == list(range(16))

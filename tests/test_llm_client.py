@@ -167,18 +167,32 @@ def test_breaker_opens_on_failures_in_a_row_and_a_success_resets_the_count():
     from alpacare.llm.breaker import CircuitBreaker
 
     breaker = CircuitBreaker(failures=3, rate=1.0, window=100)
-    assert [breaker.record(ok) for ok in (False, False, True, False, False)] == [None] * 5
-    assert breaker.record(False) == "failed 3 attempts in a row"
+    ended = lambda ok: breaker.record(ok, time.monotonic())  # noqa: E731  (one call at a time)
+    assert [ended(ok) for ok in (False, False, True, False, False)] == [None] * 5
+    assert ended(False) == "failed 3 attempts in a row"
+
+
+def test_breaker_counts_the_calls_in_flight_when_failures_began_once():
+    """A blip fails every call in flight at once: one event. Attempts sent after it count."""
+    from alpacare.llm.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=3, rate=1.0, window=10, concurrency=64)
+    sent_before = time.monotonic()
+    assert [breaker.record(False, sent_before) for _ in range(64)] == [None] * 64
+    assert breaker.streak == 1 and breaker.window == 256  # the rate: over 4 x 64 attempts
+    assert breaker.record(False, time.monotonic()) is None  # a retry sent after the blip
+    assert breaker.record(False, time.monotonic()) == "failed 3 attempts in a row"
 
 
 def test_breaker_opens_on_a_failure_rate_once_its_window_is_full():
     from alpacare.llm.breaker import CircuitBreaker
 
     breaker = CircuitBreaker(failures=3, rate=0.75, window=4)
-    assert [breaker.record(ok) for ok in (False, True, False)] == [None] * 3  # the window is not full yet
-    assert breaker.record(True) is None  # 2 of the last 4 failed
-    assert breaker.record(False) is None  # 2 of 4 (the oldest failure left the window)
-    assert breaker.record(False) == "failed 3 of its last 4 attempts"  # 2 in a row only
+    ended = lambda ok: breaker.record(ok, time.monotonic())  # noqa: E731
+    assert [ended(ok) for ok in (False, True, False)] == [None] * 3  # the window is not full yet
+    assert ended(True) is None  # 2 of the last 4 failed
+    assert ended(False) is None  # 2 of 4 (the oldest failure left the window)
+    assert ended(False) == "failed 3 of its last 4 attempts"  # 2 in a row only
 
 
 class SlowThenDown(Scripted):

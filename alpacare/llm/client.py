@@ -148,7 +148,7 @@ class LLM:
         self.tpm = tpm
         self._rpm_limiter = Limiter(Rate(rpm, Duration.MINUTE)) if rpm else None
         self._tpm_limiter = Limiter(Rate(tpm, Duration.MINUTE)) if tpm else None
-        self.breaker = CircuitBreaker(breaker_failures, breaker_rate, breaker_window)
+        self.breaker = CircuitBreaker(breaker_failures, breaker_rate, breaker_window, concurrency=max_concurrency)
         self.budget_usd = budget_usd
         self.ledger_path = ledger_path
         self.max_failed_fraction = max_failed_fraction
@@ -273,6 +273,7 @@ class LLM:
                 error = f"stopped after {attempts} attempt(s): {error}"
                 break
             attempts += 1
+            sent = time.monotonic()
             try:
                 response = self.provider.complete_one(request)
             except RetryableError as err:
@@ -287,11 +288,11 @@ class LLM:
                 # shows as paid, never leaves a paid call out of it
                 self._record([self._row([response], attempts=attempts)])
                 self._store(request, response, key)
-                self._attempt_succeeded()
+                self.breaker.record(True, sent)
                 self._release(reserved)
                 return response
             self._release(reserved)
-            self._attempt_failed(request, error)
+            self._attempt_failed(request, error, sent)
             if retry_after is False:
                 break
             if attempts > self.max_retries:
@@ -328,11 +329,8 @@ class LLM:
 
     # --- circuit breaker --------------------------------------------------------------
 
-    def _attempt_succeeded(self) -> None:
-        self.breaker.record(True)
-
-    def _attempt_failed(self, request: Request, error: str) -> None:
-        reason = self.breaker.record(False)
+    def _attempt_failed(self, request: Request, error: str, sent: float) -> None:
+        reason = self.breaker.record(False, sent)
         with self._lock:
             if reason and self._stopped is None:
                 self._stopped = CircuitOpenError(
