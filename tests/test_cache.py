@@ -178,3 +178,21 @@ def test_a_miss_in_replay_only_mode_still_fails_with_shards(tmp_path):
     assert replay.run([Request.chat("m", "a")])[0].text == "re: a"
     with pytest.raises(CacheMiss):
         replay.run([Request.chat("m", "b")])
+
+
+def test_a_lookup_never_counts_the_whole_cache(tmp_path, monkeypatch):
+    """`if cache:` once called __len__ (a pass over every reply) per request: a 52k replay
+    took minutes instead of seconds."""
+    from alpacare.llm import LLM, Provider, Request
+
+    class Echo(Provider):
+        name = "echo"
+
+        def complete_one(self, request):
+            return Response(text="re: " + request.messages[-1][1])
+
+    LLM(Echo(), Cache(tmp_path / "llm")).run([Request.chat("m", str(i)) for i in range(5)])
+    monkeypatch.setattr(Cache, "__len__", lambda self: pytest.fail("counted every reply"))
+    assert Cache(tmp_path / "empty")  # an open cache is truthy, even empty
+    replayed = LLM(Echo(), Cache(tmp_path / "llm"), replay_only=True).run([Request.chat("m", str(i)) for i in range(5)])
+    assert all(r.cached for r in replayed)

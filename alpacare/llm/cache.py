@@ -191,6 +191,9 @@ class Cache:
                     seen.add(record["key"])
                     yield record["key"], record["request"], record["response"]
 
+    def __bool__(self) -> bool:
+        return True  # an open cache, even an empty one; never a count of every reply (__len__)
+
     def __len__(self) -> int:
         digests = set(self._index)
         with self._lock:

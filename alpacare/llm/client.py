@@ -188,7 +188,7 @@ class LLM:
             self.cache.refresh()  # replies other jobs wrote since this cache was opened
         todo = []
         for i, (request, key) in enumerate(zip(requests, keys)):
-            hit = self.cache.get(key) if self.cache else None
+            hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
                 responses[i] = hit
                 self.ledger.add(hit)
