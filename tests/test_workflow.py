@@ -92,7 +92,7 @@ def test_deleted_output_is_rebuilt_from_the_cache(run):
     responses.unlink()
     snakemake(project, "results/selfinstruct/responses.jsonl", "--cores", "2", "--configfile", configfile)
     assert responses.read_text() == before
-    last = [row for row in ledger(project) if row["stage"] == "respond"][-1]
+    last = max((row for row in ledger(project) if row["stage"] == "respond"), key=lambda row: row["time"])
     assert last["calls"] == 0 and last["cache_hits"] == len(before.splitlines())
 
 
