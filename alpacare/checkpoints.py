@@ -41,6 +41,13 @@ def load_model(path: str):
     return _MODELS[path]
 
 
+def load_tokenizer(path: str):
+    """The tokenizer of an HF directory alone (counting prompt tokens needs no weights)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
 def gpu_device_map():
     """Every GPU the job was granted: a cluster job for a 13B model gets two (its bf16 weights
     alone fill most of one 40 GB GPU), and accelerate spreads the layers over them (the

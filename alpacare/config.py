@@ -34,11 +34,30 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+# keys that were removed, and what to do instead: named before the schema's generic "unknown key"
+REMOVED = {
+    ("llm", "circuit_breaker", "seconds"): (
+        "was removed: the circuit breaker now counts failed attempts, never time, so slow or hanging calls "
+        "no longer stop a stage (a hang is bounded by llms.<name>.timeout.read). Delete `seconds`; "
+        "`failures` (in a row) stays, and `rate` / `window` open it on a failure rate over recent attempts"),
+}
+
+
+def check_removed(config: dict, source: str = "config") -> None:
+    for path, advice in REMOVED.items():
+        node = config
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            raise ConfigError(f"{source}: '{_key(path)}' {advice}")
+
+
 def _schema(schema_path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(schema_path).read_text())
 
 
 def validate(config: dict, schema_path: str | Path = SCHEMA, source: str = "config") -> dict:
+    check_removed(config, source)
     validator = _with_defaults(jsonschema.Draft202012Validator)(_schema(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from .config import compared_outputs, load, verdict_cells
 from .io import read_jsonl, read_records
 from .ledger import cost_usd
 from .llm import Request, make_provider
-from .llm.cache import cache_key
+from .llm.cache import Cache, cache_key, locations
 from .published import PublishedError
 from .testsets import normalize_testset
 
@@ -83,8 +82,8 @@ class Forecast:
         self.rows: dict[tuple[str, str], Row] = {}
         self.notes: list[str] = []
         cache = config["llm"].get("cache")
-        self.cache = sqlite3.connect(root / cache) if cache and (root / cache).exists() else None
-        self._history: dict[tuple, float | None] = {}
+        self.cache = Cache(root / cache) if cache and any(p.exists() for p in locations(root / cache)) else None
+        self._history: dict[tuple, float] | None = None
         self._counters: dict[str, Counter] = {}
         self._identity: dict[str, tuple] = {}
 
@@ -108,20 +107,18 @@ class Forecast:
             self._identity[llm] = (provider.name, provider.identity())
         name, identity = self._identity[llm]
         key = cache_key(name, identity, request.as_dict())
-        return self.cache.execute("SELECT 1 FROM replies WHERE key = ?", (key,)).fetchone() is not None
+        return self.cache.get(key) is not None
 
     def expected_output(self, model: str, max_tokens: int) -> float:
         """Mean output tokens of cached replies of this model at this max_tokens, else the bound."""
-        key = (model, max_tokens)
-        if key not in self._history:
-            mean = None
-            if self.cache is not None:
-                mean = self.cache.execute(
-                    "SELECT AVG(json_extract(response, '$.output_tokens')) FROM replies "
-                    "WHERE json_extract(request, '$.model') = ? AND json_extract(request, '$.max_tokens') = ?",
-                    (model, max_tokens)).fetchone()[0]
-            self._history[key] = mean
-        return self._history[key] if self._history[key] is not None else max_tokens
+        if self._history is None:  # one pass over the cache, on first use
+            sums: dict[tuple, list] = {}
+            for _, request, response in self.cache.records() if self.cache is not None else ():
+                total = sums.setdefault((request.get("model"), request.get("max_tokens")), [0, 0])
+                total[0] += response.get("output_tokens") or 0
+                total[1] += 1
+            self._history = {k: t / n for k, (t, n) in sums.items()}
+        return self._history.get((model, max_tokens), max_tokens)
 
     def add(self, stage: str, llm: str, requests: list[Request], *, jobs: int = 1, extra_input: int = 0,
             inputs: str = "exact", check_cache: bool = True) -> None:

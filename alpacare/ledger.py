@@ -1,8 +1,11 @@
-"""The ledger: what every LLM call cost, appended as it happens to results/ledger.jsonl.
+"""The ledger: what every LLM call cost, written as it happens, one shard per job.
 
-One JSON line per paid call (and one per group of cache hits or local batch), written with a
-single O_APPEND write, so concurrent jobs interleave whole lines and a killed or failed job
-still accounts for every call it finished. `summarize` sums it per rule and endpoint.
+`llm.ledger` (default `results/ledger`) is a directory of JSONL shards: each LLM client of a
+job appends to its own shard (alpacare.shards: one writer per file, whole lines, so jobs on
+several nodes never share a file) one line per paid call and one per group of cache hits or
+local batch; a killed or failed job still accounts for every call it finished. Readers merge
+every shard, the compacted file (`python -m alpacare.compact`) and a pre-shard single file
+(`results/ledger.jsonl`, still read). `summarize` sums it per rule and endpoint.
 """
 
 from __future__ import annotations
@@ -10,11 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import threading
+import time
 from pathlib import Path
 
-DEFAULT_PATH = "results/ledger.jsonl"
+from . import shards
+
+DEFAULT_PATH = "results/ledger"
 COUNTS = ("calls", "cache_hits", "failures", "attempts", "input_tokens", "output_tokens", "cost_usd", "seconds")
+SHARD_SUFFIX = ".jsonl"
+COMPACTED = "compacted.jsonl"  # written by compaction only (alpacare.compact)
 
 
 def cost_usd(price: dict, input_tokens: float, output_tokens: float) -> float:
@@ -22,31 +30,63 @@ def cost_usd(price: dict, input_tokens: float, output_tokens: float) -> float:
     return (input_tokens * price.get("input", 0.0) + output_tokens * price.get("output", 0.0)) / 1e6
 
 
-def append(path: str | Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+def locations(path: str | Path) -> tuple[Path, Path]:
+    """(shard directory, legacy single file): `results/ledger` and `results/ledger.jsonl` both
+    name the directory `results/ledger/` and the pre-shard file `results/ledger.jsonl`."""
+    return shards.split_location(path, ".jsonl")
+
+
+def sources(path: str | Path) -> list[Path]:
+    """Every file that holds ledger lines: the legacy file, then the shards (compacted first)."""
+    directory, legacy = locations(path)
+    found = [legacy] if legacy.is_file() else []
+    return found + shards.files(directory, SHARD_SUFFIX)
+
+
+def encode(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+class Writer:
+    """This process's own shard of the ledger, created at the first row."""
+
+    def __init__(self, path: str | Path, label: str = "ledger"):
+        self.directory = locations(path)[0]
+        self.label = label
+        self.name: str | None = None  # the shard's file name, once created
+        self._appender: shards.Appender | None = None
+        self._lock = threading.Lock()  # a client's threads append at once: one shard for all
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            if self._appender is None:
+                self.name = shards.shard_name(self.label) + SHARD_SUFFIX
+                self._appender = shards.Appender(self.directory / self.name)
+        self._appender.write(encode(rows))
+
+
+def append(path: str | Path, rows: list[dict], label: str = "ledger") -> None:
+    """Rows in a shard of their own (one-off writers; a client keeps one Writer)."""
+    Writer(path, label).append(rows)
+
+
+def parse(lines: list[bytes]) -> list[dict]:
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    return rows
 
 
 def read(path: str | Path) -> list[dict]:
-    """Every complete line; a line torn by a kill mid-write (no newline yet) is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
+    """Every complete line of every shard; a line torn by a kill mid-write is skipped."""
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.endswith("\n") and line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for source in sources(path):
+        rows += parse(shards.complete_lines(source.read_bytes())[0])
     return rows
 
 
@@ -73,32 +113,36 @@ def total_cost(path: str | Path) -> float:
 
 
 class SpendWatcher:
-    """The ledger's total cost, kept current by reading only what was appended since the
-    last look (other jobs append too), for the budget cap."""
+    """The cost the ledger's shards record, kept current by reading only what each shard
+    gained since the last look, at most every `every` seconds (other jobs write too; on a
+    network filesystem each look costs a directory listing). `exclude`: a shard name to leave
+    out (the caller's own, whose spend it knows exactly)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.offset = 0
-        self.spent = 0.0
-        self._partial = b""
+    def __init__(self, path: str | Path, exclude=lambda name: False, every: float = 0.0):
+        self.path, self.exclude, self.every = path, exclude, every
+        self._read: dict[Path, int] = {}  # bytes of complete lines counted, per file
+        self._spent: dict[Path, float] = {}
+        self._last = None
 
     def total(self) -> float:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return self.spent
-        self.offset += len(data)
-        data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # an incomplete last line waits for the rest
-        for line in lines:
-            try:
-                self.spent += json.loads(line).get("cost_usd", 0) or 0
-            except (json.JSONDecodeError, AttributeError):
-                continue
-        return self.spent
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self.every:
+            self._last = now
+            for source in sources(self.path):
+                if self.exclude(source.name):
+                    continue
+                offset = self._read.get(source, 0)
+                try:
+                    if source.stat().st_size <= offset:  # nothing new: no open
+                        continue
+                except FileNotFoundError:
+                    continue
+                data = shards.read_from(source, offset)
+                lines, used = shards.complete_lines(data)  # an incomplete last line waits for the rest
+                self._read[source] = offset + used
+                self._spent[source] = self._spent.get(source, 0.0) + sum(
+                    row.get("cost_usd", 0) or 0 for row in parse(lines) if isinstance(row, dict))
+        return sum(self._spent.values())
 
 
 def markdown(rows: list[dict]) -> str:

@@ -42,7 +42,7 @@ def timed_run(url: str, n: int, concurrency: int, tag: str, workdir: Path) -> fl
     from alpacare.llm import Request, make_llm
 
     spec = {"provider": "openai", "model": "bench", "base_url": url, "keyless": True, "price": {"input": 1, "output": 2}}
-    settings = {"cache": str(workdir / f"{tag}.sqlite"), "ledger": str(workdir / "ledger.jsonl"),
+    settings = {"cache": str(workdir / tag), "ledger": str(workdir / "ledger"),
                 "max_concurrency": concurrency, "progress_seconds": 3600}
     llm = make_llm("bench", spec, settings, rule="bench")
     requests = [Request.chat("bench", f"{tag} question {i}: what is the usual dose?", max_tokens=64) for i in range(n)]

@@ -1,11 +1,19 @@
 # Config validation and the helpers the rules share.
+import os
 import re
 from pathlib import Path
 
 import alpacare
-from alpacare import published
+from alpacare import partitions, published
 from alpacare.config import resolve_extends, type_command_line, validate
 from alpacare.preflight import check as preflight, check_keys as preflight_keys
+
+# Every job imports the alpacare package this workflow imported (the code its `code` inputs
+# track), whatever environment runs it: a conda env holds only third-party packages, never a
+# copy of alpacare that could be another checkout's or an older version. SLURM jobs inherit the
+# variable (sbatch exports the environment) and set it again when they parse this file.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    dict.fromkeys([str(Path(alpacare.__file__).parent.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 type_command_line(config, workflow.config_settings.config)
@@ -26,8 +34,25 @@ def planned_jobs():
         return None
 
 
+def slurm_jobs():
+    """The planned jobs the SLURM executor would submit, with what each asks for."""
+    jobs = []
+    for job in workflow.dag.needrun_jobs():
+        if job.is_local or job.is_norun:
+            continue
+        wildcards = ", ".join(f"{k}={v}" for k, v in job.wildcards.items())
+        r = job.resources
+        jobs.append(partitions.Job(f"rule {job.rule.name}" + (f" ({wildcards})" if wildcards else ""), job.rule.name,
+                                   job.threads, r.get("mem_mb") or 0, r.get("runtime") or 0, r.get("gpu") or 0,
+                                   r.get("gpu_model"), r.get("slurm_partition")))
+    return jobs
+
+
 onstart:
     preflight_keys(config, source=CONFIG_SOURCE, jobs=planned_jobs())
+    # a job no node can run would sit in the queue forever: stop before submitting anything
+    if getattr(workflow.executor_plugin, "name", None) == "slurm":
+        partitions.check(slurm_jobs())
 
 
 # threads for jobs that run a model; snakemake caps them at --cores on a small machine
@@ -65,14 +90,23 @@ def public(spec):
     return {k: v for k, v in spec.items() if k in ("provider", "model", "backbone", "base_url")}
 
 
+# Modules a package name does not stand for: they run in LLM jobs but never change an artifact
+# (the cache stores and returns replies verbatim; the breaker only decides when a job stops),
+# so editing them reruns nothing. alpacare/ledger.py and alpacare/shards.py are in no list.
+NEVER_DECIDE = {"llm/cache.py", "llm/breaker.py"}
+
+
 def code(*modules):
     """The package files that decide a rule's output, as dotted module names under alpacare
-    ("stages.judge", "judge"); a package name ("llm", "checkpoints") stands for all of its modules. Editing
-    one reruns the rule (Snakemake itself only tracks the rule's own script); list exactly
-    what the rule runs, so that an edit elsewhere reruns nothing."""
+    ("stages.judge", "judge"); a package name ("llm", "checkpoints") stands for all of its modules
+    but NEVER_DECIDE. Editing one reruns the rule (Snakemake itself only tracks the rule's own
+    script); list exactly what the rule runs, so that an edit elsewhere reruns nothing."""
     root = Path(alpacare.__file__).parent
     files = []
     for m in modules:
         path = root.joinpath(*m.split("."))
-        files += sorted(map(str, path.glob("*.py"))) if path.is_dir() else [str(path.with_suffix(".py"))]
+        if path.is_dir():
+            files += sorted(str(p) for p in path.glob("*.py") if p.relative_to(root).as_posix() not in NEVER_DECIDE)
+        else:
+            files.append(str(path.with_suffix(".py")))
     return files

@@ -1,5 +1,5 @@
-# What the LLM calls cost, per rule and endpoint, from results/ledger.jsonl (appended by every
-# LLM job as it calls). The ledger grows outside the DAG, so ask for this table explicitly:
+# What the LLM calls cost, per rule and endpoint, from the shards of results/ledger/ (one per
+# LLM-calling job, written as it calls). The ledger grows outside the DAG, so ask for this table explicitly:
 # snakemake -f results/tables/ledger.md
 
 

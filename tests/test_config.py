@@ -21,7 +21,7 @@ def check_fails(config, *fragments):
 
 
 def test_shipped_configs_validate():
-    assert load(ROOT / "config.yaml")["llm"]["cache"] == ".cache/llm.sqlite"
+    assert load(ROOT / "config.yaml")["llm"]["cache"] == ".cache/llm"
     paper = load(ROOT / "configs" / "paper.yaml")
     assert sorted(paper["figures"]) == ["figure2", "figure3", "figure4", "figure5", "figure6"]
 
@@ -121,3 +121,14 @@ def test_fields_prompting_needs_a_local_teacher(default):
     check_fails(default, "selfinstruct.prompting", "local teacher")
     default["selfinstruct"]["prompting"] = "list"
     validate(default)
+
+
+def test_the_removed_breaker_seconds_is_named_with_what_replaces_it(default):
+    default["llm"]["circuit_breaker"] = {"failures": 10, "seconds": 60}
+    check_fails(default, "config.yaml: 'llm.circuit_breaker.seconds' was removed", "counts failed attempts",
+                "timeout.read", "Delete `seconds`")
+
+
+def test_old_cache_and_ledger_file_names_still_validate(default):
+    default["llm"].update(cache=".cache/llm.sqlite", ledger="results/ledger.jsonl")
+    assert validate(default)["llm"]["circuit_breaker"] == {"failures": 10, "rate": 0.5, "window": 100}

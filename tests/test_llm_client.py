@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from alpacare import ledger
 from alpacare.llm import LLM, Cache, CacheMiss, LLMError, Provider, Request, Response, RetryableError, make_llm
 from alpacare.llm.cache import cache_key
 from fakeapi import FakeAPI
@@ -129,8 +130,8 @@ def test_ledger_counts_tokens_cost_and_hits(tmp_path):
     s = llm.ledger.summary()
     assert (s["calls"], s["cache_hits"], s["input_tokens"], s["output_tokens"]) == (2, 1, 20, 10)
     assert s["cost_usd"] == pytest.approx((20 * 1.0 + 10 * 2.0) / 1e6)
-    llm.ledger.append_to(tmp_path / "ledger.jsonl", stage="test")
-    assert '"stage": "test"' in (tmp_path / "ledger.jsonl").read_text()
+    llm.ledger.append_to(tmp_path / "ledger", stage="test")
+    assert [row["stage"] for row in ledger.read(tmp_path / "ledger")] == ["test"]
 
 
 def _writer(path, start):
@@ -160,3 +161,63 @@ def test_openai_compatible_server_is_called_once_then_cached(tmp_path):
         assert len(api.requests) == 2
     assert [r.text for r in first] == [r.text for r in second] and "hello" in first[0].text
     assert all(r.cached for r in second)
+
+
+def test_breaker_opens_on_failures_in_a_row_and_a_success_resets_the_count():
+    from alpacare.llm.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=3, rate=1.0, window=100)
+    ended = lambda ok: breaker.record(ok, time.monotonic())  # noqa: E731  (one call at a time)
+    assert [ended(ok) for ok in (False, False, True, False, False)] == [None] * 5
+    assert ended(False) == "failed 3 attempts in a row"
+
+
+def test_breaker_counts_the_calls_in_flight_when_failures_began_once():
+    """A blip fails every call in flight at once: one event. Attempts sent after it count."""
+    from alpacare.llm.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=3, rate=1.0, window=10, concurrency=64)
+    sent_before = time.monotonic()
+    assert [breaker.record(False, sent_before) for _ in range(64)] == [None] * 64
+    assert breaker.streak == 1 and breaker.window == 256  # the rate: over 4 x 64 attempts
+    assert breaker.record(False, time.monotonic()) is None  # a retry sent after the blip
+    assert breaker.record(False, time.monotonic()) == "failed 3 attempts in a row"
+
+
+def test_breaker_opens_on_a_failure_rate_once_its_window_is_full():
+    from alpacare.llm.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=3, rate=0.75, window=4)
+    ended = lambda ok: breaker.record(ok, time.monotonic())  # noqa: E731
+    assert [ended(ok) for ok in (False, True, False)] == [None] * 3  # the window is not full yet
+    assert ended(True) is None  # 2 of the last 4 failed
+    assert ended(False) is None  # 2 of 4 (the oldest failure left the window)
+    assert ended(False) == "failed 3 of its last 4 attempts"  # 2 in a row only
+
+
+class SlowThenDown(Scripted):
+    """Two calls hang (a slow endpoint) while the others succeed; then one item fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def complete_one(self, request):
+        text = request.messages[-1][1]
+        if text.startswith("slow"):
+            self.release.wait(5)
+        if text == "down":
+            raise LLMError("400 bad request")
+        return super().complete_one(request)
+
+
+def test_slow_calls_in_flight_never_open_the_breaker():
+    """Calls that hang while others succeed, and a failure while they hang, do not open it:
+    only ended attempts count, and only failures."""
+    provider = SlowThenDown()
+    llm = LLM(provider, max_concurrency=3, breaker_failures=2, breaker_rate=0.5, breaker_window=4)
+    timer = threading.Timer(1.0, provider.release.set)
+    timer.start()
+    responses = llm.run(ask("slow 1", "slow 2", "a", "down", "b", "c", "d"))
+    timer.cancel()
+    assert [r.ok for r in responses] == [True, True, True, False, True, True, True]

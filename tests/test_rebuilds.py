@@ -138,6 +138,7 @@ def test_adding_a_figure_draws_it_and_reruns_no_verdict(built):
     ("judge.py", {"all", "judge_api", "report", "leaderboard"}),   # the prompt and the parser: every verdict
     ("llm/client.py", {"all", "judge_api", "report", "leaderboard"}),   # the LLM layer: every LLM job, not the imports
     ("testsets.py", {"all", "testset", "generate_api", "judge_api", "report", "leaderboard"}),
+    ("llm/cache.py", set()), ("llm/breaker.py", set()), ("ledger.py", set()), ("shards.py", set()),  # plumbing
 ])
 def test_editing_code_reruns_exactly_what_runs_it(built, module, expected):
     project, env, _, _ = built

@@ -39,11 +39,11 @@ def snakemake(project, env, *args):
 
 
 def artifacts(project) -> dict:
-    """Every file of results/ but the logs and the ledger (which hold times), Snakemake's own
+    """Every file of results/ but the logs and the ledger's shards (which hold times), Snakemake's own
     markers and the bundle itself."""
     root = project / "results"
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.relative_to(root).parts[0] not in ("logs", "bundle") and p.name != "ledger.jsonl"
+            if p.is_file() and p.relative_to(root).parts[0] not in ("logs", "bundle", "ledger")
             and not p.name.startswith(".snakemake")}
 
 
@@ -134,7 +134,7 @@ def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {"results/figures/figure2.png", "results/tables/winrates.csv",
             "results/alpaca_eval/smollm2-logprob/claude-2/icliniq/leaderboard.csv"} <= set(manifest["files"])
-    assert (bundle / "lock/spacy-model.txt").exists() and "snakemake==" in (bundle / "lock/environment.txt").read_text()
+    assert (bundle / "lock/data-packages.txt").exists() and "snakemake==" in (bundle / "lock/environment.txt").read_text()
     first = artifacts(project)
 
     # a reviewer's clone: no results, no cache, the bundle at results/bundle; the README's replay block, verbatim
@@ -150,7 +150,7 @@ def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(
         argv = [sys.executable, "-m", "snakemake", *words[1:]] if words[0] == "snakemake" else [sys.executable, *words[1:]]
         result = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=1200)
         assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    judged = [row for row in summarize(r / "ledger.jsonl") if row["rule"] == "judge"]
+    judged = [row for row in summarize(r / "ledger") if row["rule"] == "judge"]
     assert len(judged) == 1 and judged[0]["calls"] == 0 and judged[0]["cache_hits"] == len(replies)
     again = artifacts(project)
     assert sorted(again) == sorted(first)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from alpacare.ledger import summarize
+from alpacare.ledger import read as read_ledger, summarize
 
 from alpacare.llm import Response
 from alpacare.selfinstruct import (build_requests, load_template, parse_replies, parse_task, read_prompt, response_request,
@@ -210,7 +210,7 @@ PAPER_RESPONSE = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 1.5, "ma
 
 @pytest.fixture
 def api(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # the stages append to results/ledger.jsonl
+    monkeypatch.chdir(tmp_path)  # the stages write their shards to results/ledger/
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     with FakeAPI() as server:
@@ -222,7 +222,7 @@ def served(api):
 
 
 def ledger(stage):
-    return [json.loads(line) for line in open("results/ledger.jsonl") if json.loads(line)["stage"] == stage]
+    return [row for row in read_ledger("results/ledger") if row["stage"] == stage]
 
 
 def test_removing_a_task_leaves_every_other_response_a_cache_hit(api, tmp_path):

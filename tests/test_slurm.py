@@ -1,6 +1,7 @@
-"""The tiny configuration through a real one-node SLURM (tests/slurm/up.sh: Debian's packages,
-no accounting, fake GPUs), with the test profile tests/slurm/profile. What each job asked of
-SLURM is read back from the controller's own records (`scontrol show job`)."""
+"""The tiny configuration through a real two-node SLURM (tests/slurm/up.sh: Debian's packages,
+two `slurmd` on this host, 2 CPUs each, no accounting, fake GPUs), with the test profile
+tests/slurm/profile. What each job asked of SLURM, and the node it ran on, are read back from
+the controller's own records (`scontrol show job`)."""
 
 import importlib.util
 import os
@@ -13,14 +14,16 @@ import time
 import pytest
 import yaml
 
-from alpacare import cluster
+from alpacare import cluster, ledger
 from alpacare.config import validate
+from alpacare.llm.cache import SHARDS
 from conftest import ROOT, copy_project
 from test_workflow import snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
 PROFILE = ROOT / "tests" / "slurm" / "profile"
+NODES = {"node1", "node2"}  # up.sh's
 UP = ROOT / "tests" / "slurm" / "up.sh"
 # the rules that run a model on the tiny config (all SmolLM2, a local model) and their job counts
 CLUSTER_JOBS = {"generate_tasks": 1, "respond": 1, "finetune": 1, "generate": 3, "judge": 2,
@@ -172,6 +175,44 @@ def test_win_rates_equal_a_local_runs_byte_for_byte(runs):
         assert (project / "results/tables" / table).read_bytes() == (local / "results/tables" / table).read_bytes()
     for name in ("tasks.raw.jsonl", "responses.jsonl"):
         assert (project / "results/selfinstruct" / name).read_bytes() == (local / "results/selfinstruct" / name).read_bytes()
+
+
+def test_jobs_of_one_run_land_on_both_nodes(runs):
+    _, _, _, _, jobs = runs
+    placed = {job["JobId"]: (job["rule"], job["NodeList"]) for job in jobs}
+    print("jobs by node:", placed)  # the evidence, in the test log
+    assert {node for _, node in placed.values()} == NODES, placed
+    assert all(job["BatchHost"] == job["NodeList"] for job in jobs)
+
+
+def test_jobs_on_both_nodes_share_the_cache_and_the_ledger(runs):
+    """Every job wrote its own shard (named by its node) into the one cache and ledger; a
+    rerun of any job reads them all."""
+    local, project, _, _, jobs = runs
+    cache_shards = sorted(p.name for p in (project / ".cache/llm" / SHARDS).glob("*.jsonl"))
+    ledger_shards = sorted(p.name for p in (project / "results/ledger").glob("*.jsonl"))
+    print("cache shards:", cache_shards, "ledger shards:", ledger_shards)
+    # <time>.<rule>.<node>.<pid>.<random>: jobs on both nodes wrote into the one cache and ledger
+    assert {name.split(".")[2] for name in cache_shards} >= NODES
+    assert {name.split(".")[2] for name in ledger_shards} >= NODES
+    # the ledger counts the same calls as the local run's, whichever node made them
+    calls = lambda root: {(r["rule"], r["endpoint"]): r["calls"] + r["cache_hits"]  # noqa: E731
+                          for r in ledger.summarize(root / "results/ledger")}
+    assert calls(project) == calls(local)
+
+
+def test_a_job_no_node_can_run_stops_the_run_before_anything_is_submitted(slurm, tmp_path):
+    """The issue's case: the default cluster.cpus (4) on 2-CPU nodes would queue forever."""
+    project = copy_project(tmp_path)
+    config = yaml.safe_load((project / cluster_config(project, tiny_config(project))).read_text())
+    config["cluster"]["cpus"] = 4
+    (project / "four.yaml").write_text(yaml.safe_dump(config))
+    result = run_with_profile(project, "four.yaml", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "ImpossibleRequest" in output, output[-3000:]
+    assert "rule generate_tasks asks for 4 CPUs, the most a node of the default partition (main) has is 2: " \
+           "lower cluster.cpus" in output, output[-3000:]
+    assert jobs_of(project) == []  # nothing reached SLURM
 
 
 def test_rerun_submits_nothing(runs):

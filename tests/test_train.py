@@ -119,7 +119,7 @@ def generates_as_transformers_does(checkpoint: str, tmp_path, monkeypatch):
     transformers' own generate from the training prompt (BOS first where the tokenizer has one).
     Like with like: the same loaded model (its dtype and device: bf16 on a GPU, fp32 on a CPU)
     and one prompt at a time on both sides, since 16-bit sums depend on the batch's shape."""
-    monkeypatch.chdir(tmp_path)  # the stage appends to results/ledger.jsonl
+    monkeypatch.chdir(tmp_path)  # the stage writes its ledger shard under results/ledger/
     testset = tmp_path / "testset.jsonl"
     items = [{"id": 0, "instruction": "What usually causes a fever?", "input": ""},
              {"id": 1, "instruction": "Summarize the note.", "input": "A cough."}]

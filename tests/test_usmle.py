@@ -230,7 +230,7 @@ def test_loglik_matches_a_hand_computed_forward_pass(smollm2_dir, tmp_path, monk
     from alpacare.stages.usmle import answer_by_loglik
 
     torch.set_num_threads(2)
-    monkeypatch.chdir(tmp_path)  # the stage appends its ledger line to results/ledger.jsonl
+    monkeypatch.chdir(tmp_path)  # the stage writes its ledger shard under results/ledger/
     q = {"id": "q1", "step": "1", "question": "Which vitamin deficiency causes scurvy?",
          "options": {"A": "Vitamin C", "B": "Vitamin D", "C": "Iron"}, "answer": "A"}
     (tmp_path / "q.jsonl").write_text(json.dumps(q) + "\n")

@@ -7,6 +7,7 @@ import sys
 import pytest
 import yaml
 
+from alpacare import ledger as ledger_file
 from conftest import ROOT, copy_project
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -32,7 +33,7 @@ def tiny_config(project):
 
 
 def ledger(project):
-    return [json.loads(line) for line in (project / "results" / "ledger.jsonl").read_text().splitlines()]
+    return ledger_file.read(project / "results" / "ledger")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_deleted_output_is_rebuilt_from_the_cache(run):
     responses.unlink()
     snakemake(project, "results/selfinstruct/responses.jsonl", "--cores", "2", "--configfile", configfile)
     assert responses.read_text() == before
-    last = [row for row in ledger(project) if row["stage"] == "respond"][-1]
+    last = max((row for row in ledger(project) if row["stage"] == "respond"), key=lambda row: row["time"])
     assert last["calls"] == 0 and last["cache_hits"] == len(before.splitlines())
 
 

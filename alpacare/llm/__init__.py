@@ -44,7 +44,7 @@ def make_llm(name: str, spec: dict, settings: dict, model_dir: str | None = None
     """name/spec: an entry of the config's `llms`; settings: the config's `llm` section (its
     schema defaults apply when a key is absent, as they do after validation)."""
     provider = make_provider(spec, model_dir, progress_seconds=settings.get("progress_seconds", 10.0))
-    cache = Cache(settings["cache"]) if settings.get("cache") else None
+    cache = Cache(settings["cache"], label=rule or name) if settings.get("cache") else None
     breaker = settings.get("circuit_breaker", {})
     return LLM(
         provider,
@@ -62,7 +62,8 @@ def make_llm(name: str, spec: dict, settings: dict, model_dir: str | None = None
         rpm=spec.get("rpm"),
         tpm=spec.get("tpm"),
         breaker_failures=breaker.get("failures", 10),
-        breaker_seconds=breaker.get("seconds", 60.0),
+        breaker_rate=breaker.get("rate", 0.5),
+        breaker_window=breaker.get("window", 100),
         budget_usd=settings.get("budget_usd"),
         ledger_path=settings.get("ledger"),
         max_failed_fraction=settings.get("max_failed_fraction", 0.0),

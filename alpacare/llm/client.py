@@ -18,9 +18,13 @@ from pyrate_limiter import Duration, Limiter, Rate
 
 from .. import ledger as ledger_file
 from .base import BudgetExceededError, CircuitOpenError, LLMError, Provider, Request, Response, RetryableError
+from .breaker import CircuitBreaker
 from .cache import Cache, cache_key
 
 log = logging.getLogger("alpacare.llm")
+
+# how often the budget cap looks at other jobs' ledger shards
+SPEND_REFRESH_SECONDS = 2.0
 
 
 class CacheMiss(LLMError):
@@ -122,7 +126,8 @@ class LLM:
         rpm: int | None = None,
         tpm: int | None = None,
         breaker_failures: int = 10,
-        breaker_seconds: float = 60.0,
+        breaker_rate: float = 0.5,
+        breaker_window: int = 100,
         budget_usd: float | None = None,
         ledger_path: str | Path | None = None,
         max_failed_fraction: float = 0.0,
@@ -143,19 +148,22 @@ class LLM:
         self.tpm = tpm
         self._rpm_limiter = Limiter(Rate(rpm, Duration.MINUTE)) if rpm else None
         self._tpm_limiter = Limiter(Rate(tpm, Duration.MINUTE)) if tpm else None
-        self.breaker_failures = breaker_failures
-        self.breaker_seconds = breaker_seconds
+        self.breaker = CircuitBreaker(breaker_failures, breaker_rate, breaker_window, concurrency=max_concurrency)
         self.budget_usd = budget_usd
         self.ledger_path = ledger_path
         self.max_failed_fraction = max_failed_fraction
         self.progress_seconds = progress_seconds
-        self._spend = ledger_file.SpendWatcher(ledger_path) if ledger_path else None
+        # this client's own shard of the ledger; the budget cap reads the others' shards (at
+        # most every 2 s: a listing of a shared directory per call would load the file server)
+        # and adds this client's spend exactly
+        self._ledger_writer = ledger_file.Writer(ledger_path, label=rule or self.name) if ledger_path else None
+        self._spend = (ledger_file.SpendWatcher(ledger_path, exclude=lambda name: name == self._ledger_writer.name,
+                                                every=SPEND_REFRESH_SECONDS) if ledger_path else None)
+        self._recorded_cost = 0.0  # cost of the rows this client wrote to its ledger shard
         self._identity = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._stopped: Exception | None = None
-        self._streak = 0  # failed attempts since the last success, over all threads
-        self._streak_start: float | None = None
         self._reserved = 0.0  # worst-case cost of the paid calls in flight (budget cap)
 
     # --- identity ---------------------------------------------------------------------
@@ -176,9 +184,11 @@ class LLM:
         """Answer every request, in order."""
         responses: list[Response | None] = [None] * len(requests)
         keys = [self.key(r) for r in requests]
+        if self.cache is not None:
+            self.cache.refresh()  # replies other jobs wrote since this cache was opened
         todo = []
         for i, (request, key) in enumerate(zip(requests, keys)):
-            hit = self.cache.get(key) if self.cache else None
+            hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
                 responses[i] = hit
                 self.ledger.add(hit)
@@ -264,6 +274,7 @@ class LLM:
                 error = f"stopped after {attempts} attempt(s): {error}"
                 break
             attempts += 1
+            sent = time.monotonic()
             try:
                 response = self.provider.complete_one(request)
             except RetryableError as err:
@@ -278,11 +289,11 @@ class LLM:
                 # shows as paid, never leaves a paid call out of it
                 self._record([self._row([response], attempts=attempts)])
                 self._store(request, response, key)
-                self._attempt_succeeded()
+                self.breaker.record(True, sent)
                 self._release(reserved)
                 return response
             self._release(reserved)
-            self._attempt_failed(request, error)
+            self._attempt_failed(request, error, sent)
             if retry_after is False:
                 break
             if attempts > self.max_retries:
@@ -319,24 +330,14 @@ class LLM:
 
     # --- circuit breaker --------------------------------------------------------------
 
-    def _attempt_succeeded(self) -> None:
+    def _attempt_failed(self, request: Request, error: str, sent: float) -> None:
+        reason = self.breaker.record(False, sent)
         with self._lock:
-            self._streak, self._streak_start = 0, None
-
-    def _attempt_failed(self, request: Request, error: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._streak += 1
-            if self._streak_start is None:
-                self._streak_start = now
-            span = now - self._streak_start
-            if self._stopped is None and (self._streak >= self.breaker_failures or
-                                          (self._streak >= 2 and span >= self.breaker_seconds)):
+            if reason and self._stopped is None:
                 self._stopped = CircuitOpenError(
-                    f"circuit breaker: {self.where(request)} failed {self._streak} attempts in a row over {span:.0f}s "
-                    f"with no success (llm.circuit_breaker: failures {self.breaker_failures}, seconds "
-                    f"{self.breaker_seconds:g}); no new calls were made. Completed calls are cached and in the "
-                    f"ledger: rerun once the endpoint answers. Last error: {error}")
+                    f"circuit breaker: {self.where(request)} {reason} ({self.breaker.settings()}); no new calls "
+                    f"were made. Completed calls are cached and in the ledger: rerun once the endpoint answers. "
+                    f"Last error: {error}")
                 log.error("%s", self._stopped)
                 self._stop.set()
 
@@ -349,7 +350,7 @@ class LLM:
             return 0.0
         worst = self.ledger.cost(estimate_tokens(request_text(request)), request.max_tokens)
         with self._lock:
-            spent = self._spend.total() if self._spend else self.ledger.cost_usd
+            spent = self._spend.total() + self._recorded_cost if self._spend else self.ledger.cost_usd
             if spent + self._reserved + worst > self.budget_usd:
                 if self._stopped is None:
                     self._stopped = BudgetExceededError(
@@ -388,7 +389,9 @@ class LLM:
             return
         context = {"time": round(time.time(), 3), "rule": self.rule, "stage": self.rule, "endpoint": self.name,
                    "provider": self.provider.name, "pid": os.getpid()}
-        ledger_file.append(self.ledger_path, [{**context, **row} for row in rows])
+        with self._lock:
+            self._recorded_cost += sum(row.get("cost_usd", 0.0) for row in rows)
+        self._ledger_writer.append([{**context, **row} for row in rows])
 
     def summary_json(self) -> str:
         return json.dumps(self.ledger.summary())

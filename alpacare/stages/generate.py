@@ -66,9 +66,9 @@ def generate_outputs(testset_path, out, *, generator, kind, spec=None, settings=
         prompts = [template.alpaca_prompt(t["instruction"], t["input"]) for t in testset]
         tokenizer = None
         if max_length is not None:
-            from transformers import AutoTokenizer
+            from ..checkpoints import load_tokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            tokenizer = load_tokenizer(model_dir)
         limits = new_token_limits(tokenizer, prompts, max_new_tokens, max_length)
         requests = [Request(model=model, prompt=prompt, max_tokens=limit, temperature=0.0, stop=ALPACA_STOPS)
                     for prompt, limit in zip(prompts, limits)]

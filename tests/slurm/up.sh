@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Bring up a one-node SLURM on this machine for the tests: Debian's packages, no accounting,
+# Bring up a two-node SLURM on this machine for the tests: Debian's packages, no accounting,
 # and fake GPUs (a `gpu` GRES backed by character devices) so GPU-requesting jobs can be
-# scheduled on a machine without one. Daemons are started directly (no systemd). Idempotent:
-# a cluster that already answers is left as it is. Needs root.
-#   FAKE_GPUS   GPUs the node offers (default 4)
-#   NODE_CPUS   CPUs the node offers, whatever the hardware has (default 8)
+# scheduled on a machine without one. Both nodes are `slurmd` daemons on this host, told apart
+# by name (`slurmd -N`) and port: SLURM's "multiple slurmd" setup, which Debian's build
+# accepts. They share this host's filesystem, as nodes share a network filesystem. Daemons are
+# started directly (no systemd). Idempotent: a cluster that already answers with this
+# configuration is left as it is. Needs root.
+#   NODES       nodes (default 2), named node1, node2, ...
+#   FAKE_GPUS   GPUs each node offers (default 2)
+#   NODE_CPUS   CPUs each node offers, whatever the hardware has (default 2: a job of the tests
+#               fills a node, so jobs that run at the same time land on different nodes)
 set -euo pipefail
-FAKE_GPUS=${FAKE_GPUS:-4}
-NODE_CPUS=${NODE_CPUS:-8}
-NODE=$(hostname -s)
+NODES=${NODES:-2}
+FAKE_GPUS=${FAKE_GPUS:-2}
+NODE_CPUS=${NODE_CPUS:-2}
+HOST=$(hostname -s)
 
 [ "$(id -u)" = 0 ] || { echo "up.sh: needs root (it writes /etc/slurm and starts daemons)" >&2; exit 2; }
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
@@ -16,7 +22,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
     apt-get update -q && apt-get install -y -q slurmctld slurmd slurm-client munge
 fi
 
-# munge: one key, shared by the controller and the node (they are the same machine)
+# munge: one key, shared by the controller and the nodes (they are the same machine)
 if [ ! -s /etc/munge/munge.key ]; then
     mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 fi
@@ -28,28 +34,34 @@ if ! pgrep -u munge -x munged >/dev/null; then
 fi
 
 # fake GPUs: SLURM only needs device files to count; these behave like /dev/null
-mkdir -p /var/lib/slurm-fake-gpu
-for ((i = 0; i < FAKE_GPUS; i++)); do
-    [ -c /var/lib/slurm-fake-gpu/gpu$i ] || mknod /var/lib/slurm-fake-gpu/gpu$i c 1 3
+NAMES=()
+for ((n = 1; n <= NODES; n++)); do
+    NAMES+=("node$n")
+    mkdir -p /var/lib/slurm-fake-gpu/node$n /var/spool/slurmd/node$n
+    for ((i = 0; i < FAKE_GPUS; i++)); do
+        [ -c /var/lib/slurm-fake-gpu/node$n/gpu$i ] || mknod /var/lib/slurm-fake-gpu/node$n/gpu$i c 1 3
+    done
 done
 
-mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+mkdir -p /etc/slurm /var/spool/slurmctld /var/log/slurm
 MEMORY_MB=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
 # The job-step plugin drops SLURM_CONF inside jobs, so the config must sit at the default path.
 OLD_CONF=$(cat /etc/slurm/slurm.conf /etc/slurm/gres.conf 2>/dev/null || true)
-cat > /etc/slurm/slurm.conf <<CONF
+{
+cat <<CONF
 ClusterName=alpacare-test
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$HOST(127.0.0.1)
 AuthType=auth/munge
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+# one spool directory, pid file and log per node: %n is the node's name
+SlurmdSpoolDir=/var/spool/slurmd/%n
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=/run/slurmd-%n.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -63,35 +75,51 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=3600
 ReturnToService=2
-# the node may claim more CPUs and memory than the hardware has (a test machine is small)
+# the nodes may claim more CPUs and memory than the hardware has (a test machine is small)
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=$MEMORY_MB Gres=gpu:fake:$FAKE_GPUS State=UNKNOWN
-PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-cat > /etc/slurm/gres.conf <<CONF
-AutoDetect=off
-NodeName=$NODE Name=gpu Type=fake File=/var/lib/slurm-fake-gpu/gpu[0-$((FAKE_GPUS - 1))]
-CONF
+for ((n = 1; n <= NODES; n++)); do
+    echo "NodeName=node$n NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((17000 + n)) CPUs=$NODE_CPUS RealMemory=$MEMORY_MB Gres=gpu:fake:$FAKE_GPUS State=UNKNOWN"
+done
+echo "PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+} > /etc/slurm/slurm.conf
+{
+echo "AutoDetect=off"
+for ((n = 1; n <= NODES; n++)); do
+    echo "NodeName=node$n Name=gpu Type=fake File=/var/lib/slurm-fake-gpu/node$n/gpu[0-$((FAKE_GPUS - 1))]"
+done
+} > /etc/slurm/gres.conf
 
+daemons() { pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; }
 if [ "$OLD_CONF" != "$(cat /etc/slurm/slurm.conf /etc/slurm/gres.conf)" ]; then
-    # a changed configuration: restart the daemons this script started (their pid files)
-    for pidfile in /run/slurmctld.pid /run/slurmd.pid; do
-        [ -s $pidfile ] && kill "$(cat $pidfile)" 2>/dev/null || true
+    # a changed configuration: stop the daemons this script started (their pid files, this
+    # layout's and the one-node layout's), and forget the old nodes' saved state
+    for pidfile in /run/slurmctld.pid /run/slurmd.pid /run/slurmd-*.pid; do
+        [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
-    for _ in $(seq 30); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 1; done
+    for _ in $(seq 30); do daemons || break; sleep 1; done
+    rm -f /var/spool/slurmctld/node_state*
 fi
 pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd
+for name in "${NAMES[@]}"; do
+    pid=$(cat "/run/slurmd-$name.pid" 2>/dev/null || true)
+    { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || slurmd -N "$name"
+done
 
 for _ in $(seq 60); do
-    state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
-    case "$state" in
-        idle*|mixed*|allocated*) echo "up.sh: SLURM up, node $NODE $state"; sinfo; exit 0 ;;
-        down*|drain*) scontrol update nodename="$NODE" state=resume 2>/dev/null || true ;;
-    esac
+    ready=0
+    for name in "${NAMES[@]}"; do
+        state=$(sinfo -h -n "$name" -o %T 2>/dev/null || true)
+        case "$state" in
+            idle*|mixed*|allocated*) ready=$((ready + 1)) ;;
+            down*|drain*) scontrol update nodename="$name" state=resume 2>/dev/null || true ;;
+        esac
+    done
+    if [ "$ready" = "$NODES" ]; then echo "up.sh: SLURM up, nodes ${NAMES[*]}"; sinfo -N; exit 0; fi
     sleep 1
 done
-echo "up.sh: node $NODE did not become idle (state: ${state:-none}); logs in /var/log/slurm/" >&2
-tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
+echo "up.sh: not every node became idle:" >&2
+sinfo -N >&2 || true
+tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd-*.log >&2 || true
 exit 1
