@@ -92,8 +92,10 @@ def read(path: str | Path) -> list[dict]:
 
 def summarize(path: str | Path = DEFAULT_PATH, by: tuple[str, ...] = ("rule", "endpoint")) -> list[dict]:
     """Rows of {*by, calls, cache_hits, failures, attempts, input_tokens, output_tokens,
-    cost_usd, seconds}, one per distinct `by` key, sorted, plus a final 'total' row."""
+    cost_usd, seconds, reported_model}, one per distinct `by` key, sorted, plus a final 'total'
+    row; reported_model: every model the API said answered that group's calls."""
     groups: dict[tuple, dict] = {}
+    reported: dict[tuple, set] = {}
     total = {k: "total" if n == 0 else "" for n, k in enumerate(by)} | {c: 0 for c in COUNTS}
     for row in read(path):
         key = tuple(row.get(k) or row.get("stage") or "" if k == "rule" else row.get(k) or "" for k in by)
@@ -101,7 +103,10 @@ def summarize(path: str | Path = DEFAULT_PATH, by: tuple[str, ...] = ("rule", "e
         for c in COUNTS:
             group[c] += row.get(c, 0) or 0
             total[c] += row.get(c, 0) or 0
-    rows = [groups[k] for k in sorted(groups)]
+        if row.get("reported_model"):
+            reported.setdefault(key, set()).update(row["reported_model"].split(", "))
+    rows = [groups[k] | {"reported_model": ", ".join(sorted(reported.get(k, ())))} for k in sorted(groups)]
+    total["reported_model"] = ""
     for r in rows + [total]:
         r["cost_usd"] = round(r["cost_usd"], 6)
         r["seconds"] = round(r["seconds"], 3)

@@ -134,6 +134,22 @@ def test_ledger_counts_tokens_cost_and_hits(tmp_path):
     assert [row["stage"] for row in ledger.read(tmp_path / "ledger")] == ["test"]
 
 
+def test_ledger_lines_name_the_model_the_api_reported(tmp_path):
+    class Snapshot(Scripted):
+        def complete_one(self, request):
+            response = super().complete_one(request)
+            response.model = "m-2024-07-18"
+            return response
+
+    llm = LLM(Snapshot(), None, ledger_path=tmp_path / "ledger", rule="judge")
+    llm.run(ask("a", "b"))
+    rows = ledger.read(tmp_path / "ledger")
+    assert rows and all(row["reported_model"] == "m-2024-07-18" for row in rows)
+    assert ledger.summarize(tmp_path / "ledger")[0]["reported_model"] == "m-2024-07-18"   # the ledger table's column
+    LLM(Scripted(), None, ledger_path=tmp_path / "other", rule="judge").run(ask("c"))
+    assert "reported_model" not in ledger.read(tmp_path / "other")[0]  # a provider that names none
+
+
 def _writer(path, start):
     cache = Cache(path)
     for i in range(start, start + 100):

@@ -379,6 +379,11 @@ class LLM:
                "input_tokens": input_tokens, "output_tokens": output_tokens,
                "cost_usd": self.ledger.cost(input_tokens, output_tokens),
                "seconds": round(sum(r.seconds for r in responses), 3)}
+        # the snapshot the API says answered (gpt-4o-mini-2024-07-18 for a request of gpt-4o-mini):
+        # what a reader of the bill needs when an alias moves to a new model
+        reported = sorted({r.model for r in paid if r.model})
+        if reported:
+            row["reported_model"] = ", ".join(reported)
         errors = [r.error for r in responses if not r.ok]
         if errors:
             row["error"] = errors[0][:300]
