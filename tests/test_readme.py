@@ -101,3 +101,33 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci_command = [line for line in (ROOT / ".ci/run").read_text().splitlines() if "pytest" in line]
     assert len(ci_command) == 1 and ci_command[0] in readme
+
+
+def test_the_readme_draws_the_workflows_rule_graph(project):
+    from alpacare.rulegraph import BLOCK, current
+
+    drawn = BLOCK.search((ROOT / "README.md").read_text())
+    assert drawn, "the README has no ```mermaid block"
+    assert drawn.group(0) == current(project), "the rule graph changed: python -m alpacare.rulegraph --write"
+
+
+def test_the_rule_graph_is_read_from_snakemakes_mermaid_output():
+    from alpacare.rulegraph import flowchart
+
+    text = "flowchart TB\n\tid0[all]\n\tid1[report]\n\tid2[judge]\n\tstyle id0 fill:#D95757\n\tid2 --> id1\n\tid1 --> id0\n"
+    assert flowchart(text) == "```mermaid\nflowchart LR\n    judge --> report\n    report --> all\n```\n"
+    with pytest.raises(ValueError):
+        flowchart("not a graph")
+
+
+def test_licence_and_citation_name_the_project_and_the_papers_it_reproduces():
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    assert "Apache-2.0" in (ROOT / "pyproject.toml").read_text() and "Apache-2.0" in (ROOT / "README.md").read_text()
+    import yaml
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] and citation["license"] == "Apache-2.0" and citation["title"]
+    cited = [ref for ref in citation["references"]]
+    identifiers = " ".join(str(ref) for ref in cited)
+    assert "2310.14558" in identifiers and "2304.08247" in identifiers   # AlpaCare, medAlpaca

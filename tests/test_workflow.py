@@ -1,6 +1,8 @@
 """Real snakemake runs in a fresh copy of the project."""
 
+import glob
 import json
+import re
 import subprocess
 import sys
 
@@ -77,6 +79,47 @@ def test_every_stage_leaves_its_artifact(run):
     assert table[0].startswith("judge,reference,testset,model,win_rate") and len(table) == 3
     assert "| smollm2-logprob | smollm2-chat | medical-dozen |" in (r / "tables/winrates.md").read_text()
     assert (r / "figures/winrates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def readme_artifacts() -> list[str]:
+    """Glob patterns of the files the README's "What you get" table names for the default run
+    (rows marked as coming from the paper's configs or on request left out): `{name}` is any
+    name, `{a,b}` either, and a bare file name in a row sits beside the row's first path (in a
+    folder's row, the file names its description lists are in that folder)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## What you get")[1].split("\n\n")[2]
+    patterns = []
+    for row in table.splitlines()[2:]:
+        cell, what = row.split(" | ", 1)
+        if "(paper configs)" in what or "(on request" in what:
+            continue
+        paths = re.findall(r"`([^`]+)`", cell)
+        folder = paths[0].rsplit("/", 1)[0] if "/" in paths[0].rstrip("/") else ""
+        if paths[0].endswith("/"):
+            folder = paths[0].rstrip("/")
+            paths += [name for name in re.findall(r"`([^`]+)`", what) if re.fullmatch(r"[\w{},-]+\.[\w{},.]+", name)]
+        for path in paths:
+            full = path if "/" in path else f"{folder}/{path}"
+            for expanded in braces(full):
+                patterns.append(re.sub(r"\{[^}]*\}", "*", expanded))
+    return patterns
+
+
+def braces(path: str) -> list[str]:
+    found = re.search(r"\{([^}]*,[^}]*)\}", path)
+    if not found:
+        return [path]
+    return [x for option in found.group(1).split(",") for x in braces(path[:found.start()] + option + path[found.end():])]
+
+
+def test_every_file_the_readme_table_names_is_made_by_the_default_run(run):
+    project, _ = run
+    patterns = readme_artifacts()
+    assert len(patterns) >= 30 and "results/stats/*/verbs.png" in patterns
+    missing = [p for p in patterns if not glob.glob(str(project / p))]
+    assert not missing, f"the README's table names files the run did not make: {missing}"
+    skipped = [str(p.relative_to(project)) for p in (project / "results").rglob("*.md") if "skipped" in p.read_text().lower()]
+    assert not skipped, f"a first run should be complete, but these say they were skipped: {skipped}"
 
 
 def test_second_run_does_nothing(run):
