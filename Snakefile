@@ -24,10 +24,12 @@ include: "rules/stats.smk"
 include: "rules/usmle.smk"
 include: "rules/ledger.smk"
 include: "rules/bundle.smk"
+include: "rules/docs.smk"
 
 
 rule all:
+    """Everything the config plans: win-rate tables and figures, data statistics and USMLE results."""
     input:
         WINRATE_TARGETS,
-        stats_targets(),
+        STATS_TARGETS,
         USMLE_TARGETS,

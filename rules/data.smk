@@ -1,7 +1,9 @@
 # Backbones, seed tasks, test sets and training sets.
+from alpacare.seeds import is_official, published_ref
 
 
 rule backbone:
+    """A backbone as a plain Hugging Face model directory, converted from a bundled GGUF file or downloaded."""
     input:
         code=code("models"),
     output:
@@ -17,10 +19,8 @@ rule backbone:
         "../scripts/backbone.py"
 
 
-from alpacare.seeds import is_official, published_ref
-
-
 rule seeds:
+    """The checked seed tasks of every seed file (project files, or AlpaCare's own, downloaded) as JSON Lines."""
     input:
         # files in the project; named seed sets (alpacare-official) are downloaded by the job
         seeds=[s for s in config["seeds"] if not is_official(s)],
@@ -40,6 +40,7 @@ rule seeds:
 
 
 rule testset:
+    """A test set (a project file, URL, published file or hub dataset) normalized to JSON Lines."""
     input:
         files=lambda w: [config["testsets"][w.testset]["path"]] if "path" in config["testsets"][w.testset] else [],
         code=code("stages.testsets", "testsets", "io"),
@@ -58,6 +59,7 @@ rule testset:
 
 
 rule dataset:
+    """A training set in Alpaca format: the self-instruct responses or public instruction data."""
     input:
         responses=lambda w: (
             ["results/selfinstruct/responses.jsonl"]

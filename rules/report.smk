@@ -3,8 +3,6 @@
 # files per judge, reference and test set (rule leaderboard). Each recomputes its cells' numbers
 # from the verdicts with the same seeds, so they agree to the digit and each reruns only when
 # its own cells, settings or code change.
-import itertools
-
 from alpacare.config import compared_outputs, verdict_cells
 from alpacare.report import lc_rule
 
@@ -28,17 +26,8 @@ OUTPUTS = {(g, t): f"results/outputs/{g}/{t}.json" for g, t in compared_outputs(
 TESTSETS = sorted({t for _, _, t, _ in VERDICTS})
 
 
-def figure_cells(name):
-    spec = FIGURES[name]
-    return list(itertools.product(spec["judges"], spec["references"], spec["testsets"], spec["models"]))
-
-
-def cell_outputs(cells):
-    """The output files (generator, test set) that the cells compare."""
-    return list(dict.fromkeys((g, t) for _, reference, t, model in cells for g in (model, reference)))
-
-
 rule report:
+    """The win-rate tables (overall, by difficulty, judge agreement) and figure over every planned cell."""
     input:
         verdicts=list(VERDICTS.values()),
         outputs=list(OUTPUTS.values()),
@@ -74,9 +63,10 @@ rule report:
 
 
 rule figure:
+    """One paper figure of `figures:` and its table, from its cells' verdicts."""
     input:
-        verdicts=lambda w: [VERDICTS[c] for c in figure_cells(w.figure)],
-        outputs=lambda w: [OUTPUTS[k] for k in cell_outputs(figure_cells(w.figure))],
+        verdicts=lambda w: [VERDICTS[c] for c in planning.figure_cells(FIGURES[w.figure])],
+        outputs=lambda w: [OUTPUTS[k] for k in planning.cell_outputs(planning.figure_cells(FIGURES[w.figure]))],
         published=lambda w: [FIGURES[w.figure]["published"]] if FIGURES[w.figure].get("paper_figure") else [],
         code=code("stages.figure", "stages.report", "report", "winrates", "figures"),
     output:
@@ -89,8 +79,8 @@ rule figure:
         figure=names("figures"),
     params:
         spec=lambda w: FIGURES[w.figure],   # the grid, title, caption, labels and published figure: all drawn
-        verdict_keys=lambda w: [list(c) for c in figure_cells(w.figure)],
-        output_keys=lambda w: [list(k) for k in cell_outputs(figure_cells(w.figure))],
+        verdict_keys=lambda w: [list(c) for c in planning.figure_cells(FIGURES[w.figure])],
+        output_keys=lambda w: [list(k) for k in planning.cell_outputs(planning.figure_cells(FIGURES[w.figure]))],
         lc_rule=lc_rule(),
     localrule: True
     conda:
@@ -102,13 +92,16 @@ rule figure:
 
 
 rule leaderboard:
+    """alpaca_eval's annotations and leaderboard for one judge, reference and test set."""
     input:
         verdicts=lambda w: [VERDICTS[(w.judge, w.reference, w.testset, m)] for m in BOARDS[(w.judge, w.reference, w.testset)]],
         outputs=lambda w: [OUTPUTS[(g, w.testset)] for g in [w.reference, *BOARDS[(w.judge, w.reference, w.testset)]]],
         code=code("stages.leaderboard", "stages.report", "report", "winrates", "leaderboard", "data"),
     output:
         annotations="results/alpaca_eval/{judge}/{reference}/{testset}/annotations.json",
-        leaderboard="results/alpaca_eval/{judge}/{reference}/{testset}/leaderboard.csv",
+        leaderboard=report("results/alpaca_eval/{judge}/{reference}/{testset}/leaderboard.csv", caption="../report/leaderboard.rst",
+                           category="Leaderboards", subcategory="{testset}",
+                           labels={"judge": "{judge}", "reference": "{reference}", "test set": "{testset}"}),
     params:
         models=lambda w: BOARDS[(w.judge, w.reference, w.testset)],
     localrule: True
