@@ -11,7 +11,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-
 include: "rules/common.smk"
 include: "rules/cluster.smk"
 include: "rules/data.smk"

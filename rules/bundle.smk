@@ -17,13 +17,13 @@ rule bundle:
         code=code("bundle"),
     output:
         directory("results/bundle"),
-    params:
-        config=config,   # the whole configuration: the bundle records it
-        inputs=planning.public_inputs(config, TESTSETS, OUTPUTS),
+    log:
+        "results/logs/bundle.log",
     localrule: True
     conda:
         ENVS["api"]
-    log:
-        "results/logs/bundle.log",
+    params:
+        config=config,  # the whole configuration: the bundle records it
+        inputs=planning.public_inputs(config, TESTSETS, OUTPUTS),
     script:
         "../scripts/bundle.py"

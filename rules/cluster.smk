@@ -17,8 +17,11 @@ ENVS = {kind: f"../envs/{kind}.yaml" for kind in ("api", "train", "report")}
 def names_running(section, local_model=True, among=None):
     """A wildcard constraint: the names under `section` (generators, judges), or those of them
     `among` lists, whose jobs run a local model (local_model=True) or call an API / import files (False)."""
-    chosen = [n for n in (config[section] if among is None else among)
-              if placement.runs_on_cluster(config, section, n) == local_model]
+    chosen = [
+        n
+        for n in (config[section] if among is None else among)
+        if placement.runs_on_cluster(config, section, n) == local_model
+    ]
     return "|".join(re.escape(n) for n in sorted(chosen)) or "(?!)"
 
 
@@ -44,8 +47,10 @@ RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "gpu_model", "slurm_partition", "sl
 def _directives(compute):
     """`threads:` and `resources: **` from compute(wildcards, attempt) -> resources dict."""
     threads = lambda wildcards: compute(wildcards, 1)["threads"]
-    resources = {key: (lambda k: lambda wildcards, attempt: _slurm(compute(wildcards, attempt)).get(k))(key)
-                 for key in RESOURCE_KEYS}
+    resources = {
+        key: (lambda k: lambda wildcards, attempt: _slurm(compute(wildcards, attempt)).get(k))(key)
+        for key in RESOURCE_KEYS
+    }
     return threads, resources
 
 

@@ -16,8 +16,9 @@ from alpacare.preflight import check as preflight, check_keys as preflight_keys
 # copy of alpacare that could be another checkout's or an older version. SLURM jobs inherit the
 # variable (sbatch exports the environment) and set it again when they parse this file. Set,
 # not required: the `envvars:` directive that the linter suggests for it would demand it of the user.
-os.environ.update(PYTHONPATH=os.pathsep.join(
-    dict.fromkeys([str(Path(alpacare.__file__).parent.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])))
+_OURS = str(Path(alpacare.__file__).parent.parent)
+_THEIRS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ.update(PYTHONPATH=os.pathsep.join(dict.fromkeys([_OURS, *_THEIRS])))
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 type_command_line(config, workflow.config_settings.config)
@@ -46,9 +47,18 @@ def slurm_jobs():
             continue
         wildcards = ", ".join(f"{k}={v}" for k, v in job.wildcards.items())
         r = job.resources
-        jobs.append(partitions.Job(f"rule {job.rule.name}" + (f" ({wildcards})" if wildcards else ""), job.rule.name,
-                                   job.threads, r.get("mem_mb") or 0, r.get("runtime") or 0, r.get("gpu") or 0,
-                                   r.get("gpu_model"), r.get("slurm_partition")))
+        jobs.append(
+            partitions.Job(
+                f"rule {job.rule.name}" + (f" ({wildcards})" if wildcards else ""),
+                job.rule.name,
+                job.threads,
+                r.get("mem_mb") or 0,
+                r.get("runtime") or 0,
+                r.get("gpu") or 0,
+                r.get("gpu_model"),
+                r.get("slurm_partition"),
+            )
+        )
     return jobs
 
 

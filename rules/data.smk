@@ -8,13 +8,13 @@ rule backbone:
         code=code("models"),
     output:
         directory("results/models/{backbone}"),
-    params:
-        spec=lambda w: config["backbones"][w.backbone],
+    log:
+        "results/logs/backbone/{backbone}.log",
     localrule: True
     conda:
         ENVS["train"]
-    log:
-        "results/logs/backbone/{backbone}.log",
+    params:
+        spec=lambda w: config["backbones"][w.backbone],
     script:
         "../scripts/backbone.py"
 
@@ -27,14 +27,14 @@ rule seeds:
         code=code("stages.data", "seeds"),
     output:
         "results/selfinstruct/seeds.jsonl",
-    params:
-        sources=config["seeds"],
-        pins={s: published.params(published_ref(s)) for s in config["seeds"] if is_official(s)},
+    log:
+        "results/logs/seeds.log",
     localrule: True
     conda:
         ENVS["api"]
-    log:
-        "results/logs/seeds.log",
+    params:
+        sources=config["seeds"],
+        pins={s: published.params(published_ref(s)) for s in config["seeds"] if is_official(s)},
     script:
         "../scripts/seeds.py"
 
@@ -46,14 +46,16 @@ rule testset:
         code=code("stages.testsets", "testsets", "io"),
     output:
         "results/testsets/{testset}.jsonl",
-    params:
-        spec=lambda w: config["testsets"][w.testset],
-        pin=lambda w: published.params(config["testsets"][w.testset]["url"]) if "url" in config["testsets"][w.testset] else {},
+    log:
+        "results/logs/testset/{testset}.log",
     localrule: True
     conda:
         ENVS["api"]
-    log:
-        "results/logs/testset/{testset}.log",
+    params:
+        spec=lambda w: config["testsets"][w.testset],
+        pin=lambda w: (
+            published.params(config["testsets"][w.testset]["url"]) if "url" in config["testsets"][w.testset] else {}
+        ),
     script:
         "../scripts/testset.py"
 
@@ -70,13 +72,15 @@ rule dataset:
         code=code("stages.dataset", "data"),
     output:
         "results/data/{dataset}.json",
-    params:
-        spec=lambda w: config["datasets"][w.dataset],
-        pin=lambda w: published.params(config["datasets"][w.dataset]["url"]) if "url" in config["datasets"][w.dataset] else {},
+    log:
+        "results/logs/dataset/{dataset}.log",
     localrule: True
     conda:
         ENVS["api"]
-    log:
-        "results/logs/dataset/{dataset}.log",
+    params:
+        spec=lambda w: config["datasets"][w.dataset],
+        pin=lambda w: (
+            published.params(config["datasets"][w.dataset]["url"]) if "url" in config["datasets"][w.dataset] else {}
+        ),
     script:
         "../scripts/dataset.py"

@@ -8,10 +8,10 @@ rule config_reference:
         code=code("configdoc"),
     output:
         "docs/config.md",
+    log:
+        "results/logs/config_reference.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/config_reference.log",
     shell:
         "python -m alpacare.configdoc -o {output} > {log} 2>&1"

@@ -10,20 +10,25 @@ rule finetune:
         code=code("stages.finetune", "train", "template", "mixture", "hardware"),
     output:
         # the report shows the loss curve the stage draws beside the weights
-        report(directory("results/checkpoints/{model}"), patterns=["train_{curve}.png"], caption="../report/train_loss.rst",
-               category="Training", labels={"model": "{model}", "figure": "training loss"}),
+        report(
+            directory("results/checkpoints/{model}"),
+            patterns=["train_{curve}.png"],
+            caption="../report/train_loss.rst",
+            category="Training",
+            labels={"model": "{model}", "figure": "training loss"},
+        ),
+    log:
+        "results/logs/finetune/{model}.log",
+    conda:
+        ENVS["train"]
+    threads: finetune_threads()
+    resources:
+        **finetune_resources(),
     params:
         # the mixture (caps, seeds) and the hyperparameters its method uses; the runtime
         # settings (GPUs, per-device batch, sharding...) are read from config by the script,
         # since they change how the global batch is reached, not what is learnt
         parts=lambda w: [{k: d.get(k) for k in ("dataset", "max", "seed")} for d in config["models"][w.model]["data"]],
         hp=lambda w: split_settings(config["models"][w.model], config["run_seed"])[0],
-    threads: finetune_threads()
-    resources:
-        **finetune_resources(),
-    conda:
-        ENVS["train"]
-    log:
-        "results/logs/finetune/{model}.log",
     script:
         "../scripts/finetune.py"

@@ -13,22 +13,30 @@ rule generate:
         ),
     output:
         "results/outputs/{generator}/{testset}.json",
+    log:
+        "results/logs/generate/{generator}/{testset}.log",
     wildcard_constraints:
         generator=names_running("generators"),
+    conda:
+        ENVS["train"]
+    threads: model_threads("generate", generator_backbone)
+    resources:
+        **model_resources("generate", generator_backbone),
     params:
         kind=lambda w: planning.generator_plan(config, w.generator, w.testset)[0],
         plan=lambda w: planning.generator_plan(config, w.generator, w.testset)[2],
         pin=lambda w: planning.import_pin(config, w.generator, w.testset),
-        max_new_tokens=lambda w: None if planning.generator_plan(config, w.generator, w.testset)[0] == "import" else config["generation"]["max_new_tokens"],
+        max_new_tokens=lambda w: (
+            None
+            if planning.generator_plan(config, w.generator, w.testset)[0] == "import"
+            else config["generation"]["max_new_tokens"]
+        ),
         # prompt + output, for local models in the Alpaca template (chat and API models: max_new_tokens only)
-        max_length=lambda w: config["generation"].get("max_length") if planning.generator_plan(config, w.generator, w.testset)[0] == "alpaca" else None,
-    threads: model_threads("generate", generator_backbone)
-    resources:
-        **model_resources("generate", generator_backbone),
-    conda:
-        ENVS["train"]
-    log:
-        "results/logs/generate/{generator}/{testset}.log",
+        max_length=lambda w: (
+            config["generation"].get("max_length")
+            if planning.generator_plan(config, w.generator, w.testset)[0] == "alpaca"
+            else None
+        ),
     script:
         "../scripts/generate.py"
 
@@ -38,6 +46,6 @@ use rule generate as generate_api with:
     """An API model's outputs on one test set, or outputs imported from a file (on the submit host)."""
     wildcard_constraints:
         generator=names_running("generators", local_model=False),
+    localrule: True
     conda:
         ENVS["api"]
-    localrule: True

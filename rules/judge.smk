@@ -15,20 +15,20 @@ rule judge:
         code=code("stages.judge", "stages.common", "judge", "data", "llm", "checkpoints", "hardware"),
     output:
         "results/verdicts/{judge}/{reference}/{testset}/{model}.jsonl",
+    log:
+        "results/logs/judge/{judge}/{reference}/{testset}/{model}.log",
     wildcard_constraints:
         model=names("generators"),
         judge=names_running("judges"),
+    conda:
+        ENVS["train"]
+    threads: model_threads("judge", judge_backbone)
+    resources:
+        **model_resources("judge", judge_backbone),
     params:
         judge=lambda w: planning.judge_settings(config, w.judge),
         spec=lambda w: planning.public(config["llms"][config["judges"][w.judge]["llm"]]),
         official_prompt=lambda w: planning.judge_official_pins(config, w.judge),
-    threads: model_threads("judge", judge_backbone)
-    resources:
-        **model_resources("judge", judge_backbone),
-    conda:
-        ENVS["train"]
-    log:
-        "results/logs/judge/{judge}/{reference}/{testset}/{model}.log",
     script:
         "../scripts/judge.py"
 
@@ -39,6 +39,6 @@ use rule judge as judge_api with:
     wildcard_constraints:
         model=names("generators"),
         judge=names_running("judges", local_model=False),
+    localrule: True
     conda:
         ENVS["api"]
-    localrule: True

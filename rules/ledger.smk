@@ -9,16 +9,24 @@ rule ledger:
         code=code("ledger", "io"),
     output:
         # in the HTML report when asked for with the run's targets: snakemake --report report.html all ledger
-        md=report("results/tables/ledger.md", caption="../report/ledger.rst", category="LLM calls",
-                  labels={"table": "LLM calls and cost (Markdown)"}),
-        csv=report("results/tables/ledger.csv", caption="../report/ledger.rst", category="LLM calls",
-                   labels={"table": "LLM calls and cost (CSV)"}),
-    params:
-        ledger=config["llm"]["ledger"],
+        md=report(
+            "results/tables/ledger.md",
+            caption="../report/ledger.rst",
+            category="LLM calls",
+            labels={"table": "LLM calls and cost (Markdown)"},
+        ),
+        csv=report(
+            "results/tables/ledger.csv",
+            caption="../report/ledger.rst",
+            category="LLM calls",
+            labels={"table": "LLM calls and cost (CSV)"},
+        ),
+    log:
+        "results/logs/ledger.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/ledger.log",
+    params:
+        ledger=config["llm"]["ledger"],
     script:
         "../scripts/ledger.py"

@@ -11,20 +11,34 @@ rule stats:
         code=code("stages.stats", "stats"),
     output:
         summary="results/stats/{dataset}/summary.json",
-        table=report("results/stats/{dataset}/table.md", caption="../report/stats_table.rst", category="Data statistics",
-                     subcategory="{dataset}", labels={"dataset": "{dataset}", "content": "Table 2 and distributions (Markdown)"}),
-        lengths=report("results/stats/{dataset}/lengths.png", caption="../report/lengths.rst", category="Data statistics",
-                       subcategory="{dataset}", labels={"dataset": "{dataset}", "content": "length histograms"}),
-        distributions=report("results/stats/{dataset}/distributions.png", caption="../report/distributions.rst",
-                             category="Data statistics", subcategory="{dataset}",
-                             labels={"dataset": "{dataset}", "content": "type, topic, view and difficulty"}),
-    params:
-        top=STATS.get("top"),
+        table=report(
+            "results/stats/{dataset}/table.md",
+            caption="../report/stats_table.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "Table 2 and distributions (Markdown)"},
+        ),
+        lengths=report(
+            "results/stats/{dataset}/lengths.png",
+            caption="../report/lengths.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "length histograms"},
+        ),
+        distributions=report(
+            "results/stats/{dataset}/distributions.png",
+            caption="../report/distributions.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "type, topic, view and difficulty"},
+        ),
+    log:
+        "results/logs/stats/{dataset}.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/stats/{dataset}.log",
+    params:
+        top=STATS.get("top"),
     script:
         "../scripts/stats.py"
 
@@ -35,19 +49,29 @@ rule verbs:
         dataset="results/data/{dataset}.json",
         code=code("stages.stats", "stats"),
     output:
-        table=report("results/stats/{dataset}/verbs.md", caption="../report/verbs_table.rst", category="Data statistics",
-                     subcategory="{dataset}", labels={"dataset": "{dataset}", "content": "root verbs and objects (Markdown)"}),
+        table=report(
+            "results/stats/{dataset}/verbs.md",
+            caption="../report/verbs_table.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "root verbs and objects (Markdown)"},
+        ),
         summary="results/stats/{dataset}/verbs.json",
-        figure=report("results/stats/{dataset}/verbs.png", caption="../report/verbs.rst", category="Data statistics",
-                      subcategory="{dataset}", labels={"dataset": "{dataset}", "content": "root verbs and objects"}),
-    params:
-        top=STATS.get("top"),
-        models=STATS.get("spacy_models"),
+        figure=report(
+            "results/stats/{dataset}/verbs.png",
+            caption="../report/verbs.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "root verbs and objects"},
+        ),
+    log:
+        "results/logs/stats/{dataset}.verbs.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/stats/{dataset}.verbs.log",
+    params:
+        top=STATS.get("top"),
+        models=STATS.get("spacy_models"),
     script:
         "../scripts/verbs.py"
 

@@ -6,7 +6,9 @@ from alpacare.usmle.plan import generator_kind, generators_by_method
 
 USMLE = config.get("usmle")
 USMLE_PLAN = generators_by_method(config, CONFIG_SOURCE)
-USMLE_TARGETS = ["results/tables/usmle.csv", "results/tables/usmle.md", "results/figures/usmle.png"] if USMLE_PLAN else []
+USMLE_TARGETS = (
+    ["results/tables/usmle.csv", "results/tables/usmle.md", "results/figures/usmle.png"] if USMLE_PLAN else []
+)
 
 
 if USMLE_PLAN:
@@ -19,13 +21,13 @@ if USMLE_PLAN:
         output:
             questions="results/usmle/questions.jsonl",
             summary="results/usmle/questions_summary.json",
-        params:
-            source=USMLE["questions"],
+        log:
+            "results/logs/usmle/questions.log",
         localrule: True
         conda:
             ENVS["api"]
-        log:
-            "results/logs/usmle/questions.log",
+        params:
+            source=USMLE["questions"],
         script:
             "../scripts/usmle_questions.py"
 
@@ -39,22 +41,24 @@ if USMLE_PLAN:
                     **planning.usmle_model(config, w.generator)[0],
                 }
             ),
-            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"),
+            code=code(
+                "stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"
+            ),
         output:
             "results/usmle/generation/{generator}.jsonl",
+        log:
+            "results/logs/usmle/generation/{generator}.log",
         wildcard_constraints:
             generator=names_running("generators", among=USMLE_PLAN.get("generation", [])),
+        conda:
+            ENVS["train"]
+        threads: model_threads("generate", generator_backbone)
+        resources:
+            **model_resources("generate", generator_backbone),
         params:
             kind=lambda w: generator_kind(config, w.generator),
             spec=lambda w: planning.usmle_model(config, w.generator)[1],
             max_new_tokens=lambda w: planning.usmle_setting(USMLE, "generation", "max_new_tokens"),
-        threads: model_threads("generate", generator_backbone)
-        resources:
-            **model_resources("generate", generator_backbone),
-        conda:
-            ENVS["train"]
-        log:
-            "results/logs/usmle/generation/{generator}.log",
         script:
             "../scripts/usmle_generation.py"
 
@@ -63,9 +67,9 @@ if USMLE_PLAN:
         """An API model's answers to the USMLE questions, read from its greedy reply (on the submit host)."""
         wildcard_constraints:
             generator=names_running("generators", local_model=False, among=USMLE_PLAN.get("generation", [])),
+        localrule: True
         conda:
             ENVS["api"]
-        localrule: True
 
     rule usmle_loglik:
         """A local model's answers to the USMLE questions: the option of highest length-normalised log-likelihood."""
@@ -77,22 +81,24 @@ if USMLE_PLAN:
                     **planning.usmle_model(config, w.generator)[0],
                 }
             ),
-            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"),
+            code=code(
+                "stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"
+            ),
         output:
             "results/usmle/loglik/{generator}.jsonl",
+        log:
+            "results/logs/usmle/loglik/{generator}.log",
         wildcard_constraints:
             generator=names_running("generators", among=USMLE_PLAN.get("loglik", [])),
+        conda:
+            ENVS["train"]
+        threads: model_threads("generate", generator_backbone)
+        resources:
+            **model_resources("generate", generator_backbone),
         params:
             kind=lambda w: generator_kind(config, w.generator),
             spec=lambda w: planning.usmle_model(config, w.generator)[1],
             normalisation=lambda w: planning.usmle_setting(USMLE, "loglik", "normalisation"),
-        threads: model_threads("generate", generator_backbone)
-        resources:
-            **model_resources("generate", generator_backbone),
-        conda:
-            ENVS["train"]
-        log:
-            "results/logs/usmle/loglik/{generator}.log",
         script:
             "../scripts/usmle_loglik.py"
 
@@ -109,13 +115,13 @@ if USMLE_PLAN:
             csv=report("results/tables/usmle.csv", caption="../report/usmle_table.rst", category="USMLE"),
             md="results/tables/usmle.md",
             figure=report("results/figures/usmle.png", caption="../report/usmle.rst", category="USMLE"),
-        params:
-            answer_keys=[list(k) for k in USMLE_ANSWERS],
-            published_names=USMLE.get("published_names", {}),
+        log:
+            "results/logs/usmle/report.log",
         localrule: True
         conda:
             ENVS["report"]
-        log:
-            "results/logs/usmle/report.log",
+        params:
+            answer_keys=[list(k) for k in USMLE_ANSWERS],
+            published_names=USMLE.get("published_names", {}),
         script:
             "../scripts/usmle_report.py"
