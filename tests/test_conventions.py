@@ -13,8 +13,7 @@ import pytest
 
 from conftest import ROOT
 
-# configs/medinstruct-52k.yaml extends config.yaml and plans a subset of its rules
-CONFIGS = ["config.yaml", "configs/paper.yaml", "configs/released.yaml"]
+CONFIGS = ["config.yaml", "configs/paper.yaml", "configs/released.yaml", "configs/medinstruct-52k.yaml"]
 
 
 def snakemake(*args):
