@@ -11,7 +11,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-
 include: "rules/common.smk"
 include: "rules/cluster.smk"
 include: "rules/data.smk"
@@ -24,10 +23,12 @@ include: "rules/stats.smk"
 include: "rules/usmle.smk"
 include: "rules/ledger.smk"
 include: "rules/bundle.smk"
+include: "rules/docs.smk"
 
 
 rule all:
+    """Everything the config plans: win-rate tables and figures, data statistics and USMLE results."""
     input:
         WINRATE_TARGETS,
-        stats_targets(),
+        STATS_TARGETS,
         USMLE_TARGETS,

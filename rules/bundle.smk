@@ -7,28 +7,8 @@ import glob
 BUNDLE_LOCKS = sorted(glob.glob("requirements/*.txt") + glob.glob("requirements/*.lock"))
 
 
-def bundle_results():
-    """Every table and figure the report, figure and leaderboard rules write for this config."""
-    if not VERDICTS:
-        return []
-    files = [str(f) for f in rules.report.output]
-    files += [str(f).format(figure=name) for name in FIGURES for f in rules.figure.output]
-    files += [str(f).format(judge=j, reference=r, testset=t) for j, r, t in BOARDS for f in rules.leaderboard.output]
-    return files
-
-
-def public_inputs():
-    """What each public input the compared cells read is pinned to."""
-    pins = {f"testsets.{t}": published.params(config["testsets"][t]["url"])
-            for t in TESTSETS if "url" in config["testsets"][t]}
-    for g, t in OUTPUTS:
-        where = config["generators"][g].get("import", {}).get(t)
-        if where:
-            pins[f"generators.{g}.import.{t}"] = published.params(where)
-    return pins
-
-
 rule bundle:
+    """The replay bundle: the config, the cached replies every verdict used, the environment, a manifest of every result."""
     input:
         verdicts=list(VERDICTS.values()),
         results=bundle_results(),
@@ -37,13 +17,13 @@ rule bundle:
         code=code("bundle"),
     output:
         directory("results/bundle"),
-    params:
-        config=config,   # the whole configuration: the bundle records it
-        inputs=public_inputs(),
+    log:
+        "results/logs/bundle.log",
     localrule: True
     conda:
         ENVS["api"]
-    log:
-        "results/logs/bundle.log",
+    params:
+        config=config,  # the whole configuration: the bundle records it
+        inputs=planning.public_inputs(config, TESTSETS, OUTPUTS),
     script:
         "../scripts/bundle.py"

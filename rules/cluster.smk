@@ -1,28 +1,33 @@
-# Where each job runs and what it asks of SLURM. alpacare/cluster.py decides from the config;
-# the `cluster:` block holds everything site-specific, so no rule names a site.
+# Where each job runs and what it asks of SLURM: helpers only, as in rules/common.smk.
+# alpacare/cluster.py decides from the config; the `cluster:` block holds everything
+# site-specific, so no rule names a site.
 #
 # Two kinds of rules. Those that run a model here (fine-tuning, local generation and judging, a
 # local teacher or responder) go to SLURM with `threads:` and `resources: **...` from the helpers
 # below. Those that only call an HTTP API or do bookkeeping are `localrule: True`: they run on
 # the submit host, which has the internet. Snakemake makes whole rules local, not single jobs,
-# so a rule serving both kinds (generate, judge) exists twice: the rule itself takes the names
-# that run a local model (a wildcard constraint), and `use rule X as X_api` takes the rest.
+# so those serving both kinds (generate, judge) exist twice: the original takes the names that
+# run a local model (a wildcard constraint), and `use rule X as X_api` takes the rest.
 from alpacare import cluster as placement
 
 # conda environments for --software-deployment-method conda (paths relative to rules/)
 ENVS = {kind: f"../envs/{kind}.yaml" for kind in ("api", "train", "report")}
 
 
-def names_running(section, local_model=True):
-    """A wildcard constraint: the names under `section` (generators, judges) whose jobs run a
-    local model (local_model=True) or call an API / import files (False)."""
-    chosen = [n for n in config[section] if placement.runs_on_cluster(config, section, n) == local_model]
+def names_running(section, local_model=True, among=None):
+    """A wildcard constraint: the names under `section` (generators, judges), or those of them
+    `among` lists, whose jobs run a local model (local_model=True) or call an API / import files (False)."""
+    chosen = [
+        n
+        for n in (config[section] if among is None else among)
+        if placement.runs_on_cluster(config, section, n) == local_model
+    ]
     return "|".join(re.escape(n) for n in sorted(chosen)) or "(?!)"
 
 
 def calls_api(llm):
-    """For `localrule:` of a rule without wildcards: True when the named LLM is an API (or
-    there is none: the rule is not part of this configuration)."""
+    """The `localrule` setting of a job without wildcards: True when the named LLM is an API
+    (or there is none: the job is not part of this configuration)."""
     return llm is None or not placement.runs_on_cluster(config, "llms", llm)
 
 
@@ -42,8 +47,10 @@ RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "gpu_model", "slurm_partition", "sl
 def _directives(compute):
     """`threads:` and `resources: **` from compute(wildcards, attempt) -> resources dict."""
     threads = lambda wildcards: compute(wildcards, 1)["threads"]
-    resources = {key: (lambda k: lambda wildcards, attempt: _slurm(compute(wildcards, attempt)).get(k))(key)
-                 for key in RESOURCE_KEYS}
+    resources = {
+        key: (lambda k: lambda wildcards, attempt: _slurm(compute(wildcards, attempt)).get(k))(key)
+        for key in RESOURCE_KEYS
+    }
     return threads, resources
 
 

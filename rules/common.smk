@@ -1,19 +1,24 @@
-# Config validation and the helpers the rules share.
+# Config validation and the helpers the rules share. Functions live here, in rules/cluster.smk
+# and (plain logic of the config) in alpacare/planning.py; rules in the other files, so that each
+# reads as its steps. `snakemake --lint` takes a file holding a def and the word rule followed by
+# a space and, later on that line, a colon, for one mixing the two: helper files avoid that text.
 import os
 import re
 from pathlib import Path
 
 import alpacare
-from alpacare import partitions, published
+from alpacare import partitions, planning, published
 from alpacare.config import resolve_extends, type_command_line, validate
 from alpacare.preflight import check as preflight, check_keys as preflight_keys
 
 # Every job imports the alpacare package this workflow imported (the code its `code` inputs
 # track), whatever environment runs it: a conda env holds only third-party packages, never a
 # copy of alpacare that could be another checkout's or an older version. SLURM jobs inherit the
-# variable (sbatch exports the environment) and set it again when they parse this file.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    dict.fromkeys([str(Path(alpacare.__file__).parent.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+# variable (sbatch exports the environment) and set it again when they parse this file. Set,
+# not required: the `envvars:` directive that the linter suggests for it would demand it of the user.
+_OURS = str(Path(alpacare.__file__).parent.parent)
+_THEIRS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ.update(PYTHONPATH=os.pathsep.join(dict.fromkeys([_OURS, *_THEIRS])))
 
 CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
 type_command_line(config, workflow.config_settings.config)
@@ -42,9 +47,18 @@ def slurm_jobs():
             continue
         wildcards = ", ".join(f"{k}={v}" for k, v in job.wildcards.items())
         r = job.resources
-        jobs.append(partitions.Job(f"rule {job.rule.name}" + (f" ({wildcards})" if wildcards else ""), job.rule.name,
-                                   job.threads, r.get("mem_mb") or 0, r.get("runtime") or 0, r.get("gpu") or 0,
-                                   r.get("gpu_model"), r.get("slurm_partition")))
+        jobs.append(
+            partitions.Job(
+                f"rule {job.rule.name}" + (f" ({wildcards})" if wildcards else ""),
+                job.rule.name,
+                job.threads,
+                r.get("mem_mb") or 0,
+                r.get("runtime") or 0,
+                r.get("gpu") or 0,
+                r.get("gpu_model"),
+                r.get("slurm_partition"),
+            )
+        )
     return jobs
 
 
@@ -74,22 +88,6 @@ wildcard_constraints:
     judge=names("judges"),
 
 
-def backbone_dir(name):
-    return f"results/models/{name}"
-
-
-def llm_inputs(llm_name, key="model"):
-    """The model directory a local LLM needs (none for API providers), as input `key`."""
-    spec = config["llms"][llm_name]
-    return {key: backbone_dir(spec["backbone"])} if spec["provider"] == "local" else {}
-
-
-def public(spec):
-    """An LLM spec as rule params: only what changes a reply (never a secret; the price and
-    concurrency settings change nothing in an artifact, so editing them reruns nothing)."""
-    return {k: v for k, v in spec.items() if k in ("provider", "model", "backbone", "base_url")}
-
-
 # Modules a package name does not stand for: they run in LLM jobs but never change an artifact
 # (the cache stores and returns replies verbatim; the breaker only decides when a job stops),
 # so editing them reruns nothing. alpacare/ledger.py and alpacare/shards.py are in no list.
@@ -109,4 +107,14 @@ def code(*modules):
             files += sorted(str(p) for p in path.glob("*.py") if p.relative_to(root).as_posix() not in NEVER_DECIDE)
         else:
             files.append(str(path.with_suffix(".py")))
+    return files
+
+
+def bundle_results():
+    """Every table and figure the report, figure and leaderboard rules write for this config."""
+    if not VERDICTS:
+        return []
+    files = [str(f) for f in rules.report.output]
+    files += [str(f).format(figure=name) for name in FIGURES for f in rules.figure.output]
+    files += [str(f).format(judge=j, reference=r, testset=t) for j, r, t in BOARDS for f in rules.leaderboard.output]
     return files

@@ -4,17 +4,29 @@
 
 
 rule ledger:
+    """The cost of the LLM calls so far, per rule and endpoint, from the ledger's shards (asked for by name)."""
     input:
         code=code("ledger", "io"),
     output:
-        md="results/tables/ledger.md",
-        csv="results/tables/ledger.csv",
-    params:
-        ledger=config["llm"]["ledger"],
+        # in the HTML report when asked for with the run's targets: snakemake --report report.html all ledger
+        md=report(
+            "results/tables/ledger.md",
+            caption="../report/ledger.rst",
+            category="LLM calls",
+            labels={"table": "LLM calls and cost (Markdown)"},
+        ),
+        csv=report(
+            "results/tables/ledger.csv",
+            caption="../report/ledger.rst",
+            category="LLM calls",
+            labels={"table": "LLM calls and cost (CSV)"},
+        ),
+    log:
+        "results/logs/ledger.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/ledger.log",
+    params:
+        ledger=config["llm"]["ledger"],
     script:
         "../scripts/ledger.py"

@@ -1,57 +1,82 @@
 # Data statistics (the paper's Table 2, distributions, length histograms, verb/object breakdown)
 # and dataset cards, for the datasets listed under stats.datasets.
 STATS = config.get("stats", {})
-
-
-def stats_targets():
-    out = []
-    for name in STATS.get("datasets", []):
-        out += [f"results/stats/{name}/table.md", f"results/stats/{name}/verbs.md"]
-        if config["datasets"][name].get("source") == "selfinstruct":
-            out.append(f"results/data/{name}.card.md")
-    return out
+STATS_TARGETS = planning.stats_targets(config)
 
 
 rule stats:
+    """Table 2-style statistics of a training set: counts, average lengths, length histograms and metadata distributions."""
     input:
         dataset="results/data/{dataset}.json",
         code=code("stages.stats", "stats"),
     output:
         summary="results/stats/{dataset}/summary.json",
-        table="results/stats/{dataset}/table.md",
-        lengths="results/stats/{dataset}/lengths.png",
-        distributions="results/stats/{dataset}/distributions.png",
-    params:
-        top=STATS.get("top"),
+        table=report(
+            "results/stats/{dataset}/table.md",
+            caption="../report/stats_table.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "Table 2 and distributions (Markdown)"},
+        ),
+        lengths=report(
+            "results/stats/{dataset}/lengths.png",
+            caption="../report/lengths.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "length histograms"},
+        ),
+        distributions=report(
+            "results/stats/{dataset}/distributions.png",
+            caption="../report/distributions.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "type, topic, view and difficulty"},
+        ),
+    log:
+        "results/logs/stats/{dataset}.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/stats/{dataset}.log",
+    params:
+        top=STATS.get("top"),
     script:
         "../scripts/stats.py"
 
 
 rule verbs:
+    """The root verb / direct object breakdown of a training set's instructions (spaCy): table, summary and figure."""
     input:
         dataset="results/data/{dataset}.json",
         code=code("stages.stats", "stats"),
     output:
-        table="results/stats/{dataset}/verbs.md",
+        table=report(
+            "results/stats/{dataset}/verbs.md",
+            caption="../report/verbs_table.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "root verbs and objects (Markdown)"},
+        ),
         summary="results/stats/{dataset}/verbs.json",
-        figure="results/stats/{dataset}/verbs.png",
-    params:
-        top=STATS.get("top"),
-        models=STATS.get("spacy_models"),
+        figure=report(
+            "results/stats/{dataset}/verbs.png",
+            caption="../report/verbs.rst",
+            category="Data statistics",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "content": "root verbs and objects"},
+        ),
+    log:
+        "results/logs/stats/{dataset}.verbs.log",
     localrule: True
     conda:
         ENVS["report"]
-    log:
-        "results/logs/stats/{dataset}.verbs.log",
+    params:
+        top=STATS.get("top"),
+        models=STATS.get("spacy_models"),
     script:
         "../scripts/verbs.py"
 
 
 rule statistics:
+    """Every statistics table of stats.datasets, and the card of each self-instructed one."""
     input:
-        stats_targets(),
+        STATS_TARGETS,

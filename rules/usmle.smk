@@ -3,125 +3,109 @@
 #   results/usmle/{generation,loglik}/{generator}.jsonl     one row per question: prediction, correct
 #   results/tables/usmle.{csv,md}, results/figures/usmle.png
 from alpacare.usmle.plan import generator_kind, generators_by_method
-from alpacare.usmle.questions import is_official_layout, official_files, parse_source
 
 USMLE = config.get("usmle")
 USMLE_PLAN = generators_by_method(config, CONFIG_SOURCE)
-USMLE_TARGETS = ["results/tables/usmle.csv", "results/tables/usmle.md", "results/figures/usmle.png"] if USMLE_PLAN else []
-
-
-def usmle_source_files():
-    """The project files a local questions source reads (none for a URL or the hub)."""
-    kind, path = parse_source(USMLE["questions"]["source"])
-    if kind != "path":
-        return []
-    return [f"{path}/{name}" for name in official_files()] if is_official_layout(path) else [path]
-
-
-def usmle_model(generator):
-    """(inputs, spec) of a generator that answers: its model directory and, for an LLM, the
-    public part of its spec (the provider and model; never a key or a price)."""
-    spec = config["generators"][generator]
-    if "model" in spec:
-        return {"model": f"results/checkpoints/{spec['model']}"}, {"provider": "local"}
-    if "backbone" in spec:
-        return {"model": backbone_dir(spec["backbone"])}, {"provider": "local"}
-    return llm_inputs(spec["llm"]), public(config["llms"][spec["llm"]])
-
-
-def usmle_names(method, local_model=True):
-    """A wildcard constraint: the generators a method asks whose jobs run a local model
-    (SLURM) or call an API (the submit host)."""
-    chosen = [g for g in USMLE_PLAN.get(method, []) if placement.runs_on_cluster(config, "generators", g) == local_model]
-    return "|".join(map(re.escape, sorted(chosen))) or "(?!)"
-
-
-def usmle_setting(method, key):
-    return USMLE["methods"][method].get(key, USMLE.get(key))
-
-
-def usmle_answer_inputs(method):
-    return lambda w: {
-        "questions": "results/usmle/questions.jsonl",
-        "template": usmle_setting(method, "prompt"),
-        **usmle_model(w.generator)[0],
-    }
+USMLE_TARGETS = (
+    ["results/tables/usmle.csv", "results/tables/usmle.md", "results/figures/usmle.png"] if USMLE_PLAN else []
+)
 
 
 if USMLE_PLAN:
 
     rule usmle_questions:
+        """The USMLE self-assessment questions asked (image questions left out), with counts per step."""
         input:
-            files=usmle_source_files(),
+            files=planning.usmle_source_files(USMLE),
             code=code("stages.usmle", "usmle.questions"),
         output:
             questions="results/usmle/questions.jsonl",
             summary="results/usmle/questions_summary.json",
-        params:
-            source=USMLE["questions"],
+        log:
+            "results/logs/usmle/questions.log",
         localrule: True
         conda:
             ENVS["api"]
-        log:
-            "results/logs/usmle/questions.log",
+        params:
+            source=USMLE["questions"],
         script:
             "../scripts/usmle_questions.py"
 
     rule usmle_generation:
+        """A local model's answers to the USMLE questions, read from its greedy reply."""
         input:
-            unpack(usmle_answer_inputs("generation")),
-            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"),
+            unpack(
+                lambda w: {
+                    "questions": "results/usmle/questions.jsonl",
+                    "template": planning.usmle_setting(USMLE, "generation", "prompt"),
+                    **planning.usmle_model(config, w.generator)[0],
+                }
+            ),
+            code=code(
+                "stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"
+            ),
         output:
             "results/usmle/generation/{generator}.jsonl",
+        log:
+            "results/logs/usmle/generation/{generator}.log",
         wildcard_constraints:
-            generator=usmle_names("generation"),
-        params:
-            kind=lambda w: generator_kind(config, w.generator),
-            spec=lambda w: usmle_model(w.generator)[1],
-            max_new_tokens=lambda w: usmle_setting("generation", "max_new_tokens"),
+            generator=names_running("generators", among=USMLE_PLAN.get("generation", [])),
+        conda:
+            ENVS["train"]
         threads: model_threads("generate", generator_backbone)
         resources:
             **model_resources("generate", generator_backbone),
-        conda:
-            ENVS["train"]
-        log:
-            "results/logs/usmle/generation/{generator}.log",
+        params:
+            kind=lambda w: generator_kind(config, w.generator),
+            spec=lambda w: planning.usmle_model(config, w.generator)[1],
+            max_new_tokens=lambda w: planning.usmle_setting(USMLE, "generation", "max_new_tokens"),
         script:
             "../scripts/usmle_generation.py"
 
     # API models answer on the submit host (it has the internet): the same rule, run locally
     use rule usmle_generation as usmle_generation_api with:
+        """An API model's answers to the USMLE questions, read from its greedy reply (on the submit host)."""
         wildcard_constraints:
-            generator=usmle_names("generation", local_model=False),
+            generator=names_running("generators", local_model=False, among=USMLE_PLAN.get("generation", [])),
+        localrule: True
         conda:
             ENVS["api"]
-        localrule: True
 
     rule usmle_loglik:
+        """A local model's answers to the USMLE questions: the option of highest length-normalised log-likelihood."""
         input:
-            unpack(usmle_answer_inputs("loglik")),
-            code=code("stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"),
+            unpack(
+                lambda w: {
+                    "questions": "results/usmle/questions.jsonl",
+                    "template": planning.usmle_setting(USMLE, "loglik", "prompt"),
+                    **planning.usmle_model(config, w.generator)[0],
+                }
+            ),
+            code=code(
+                "stages.usmle", "stages.common", "usmle.answers", "template", "data", "llm", "checkpoints", "hardware"
+            ),
         output:
             "results/usmle/loglik/{generator}.jsonl",
+        log:
+            "results/logs/usmle/loglik/{generator}.log",
         wildcard_constraints:
-            generator=usmle_names("loglik"),
-        params:
-            kind=lambda w: generator_kind(config, w.generator),
-            spec=lambda w: usmle_model(w.generator)[1],
-            normalisation=lambda w: usmle_setting("loglik", "normalisation"),
+            generator=names_running("generators", among=USMLE_PLAN.get("loglik", [])),
+        conda:
+            ENVS["train"]
         threads: model_threads("generate", generator_backbone)
         resources:
             **model_resources("generate", generator_backbone),
-        conda:
-            ENVS["train"]
-        log:
-            "results/logs/usmle/loglik/{generator}.log",
+        params:
+            kind=lambda w: generator_kind(config, w.generator),
+            spec=lambda w: planning.usmle_model(config, w.generator)[1],
+            normalisation=lambda w: planning.usmle_setting(USMLE, "loglik", "normalisation"),
         script:
             "../scripts/usmle_loglik.py"
 
     USMLE_ANSWERS = {(m, g): f"results/usmle/{m}/{g}.jsonl" for m, gs in USMLE_PLAN.items() for g in gs}
 
     rule usmle_report:
+        """The USMLE accuracy table and figure per generator, method and step, beside medAlpaca's published accuracies."""
         input:
             answers=list(USMLE_ANSWERS.values()),
             summary="results/usmle/questions_summary.json",
@@ -131,13 +115,13 @@ if USMLE_PLAN:
             csv=report("results/tables/usmle.csv", caption="../report/usmle_table.rst", category="USMLE"),
             md="results/tables/usmle.md",
             figure=report("results/figures/usmle.png", caption="../report/usmle.rst", category="USMLE"),
-        params:
-            answer_keys=[list(k) for k in USMLE_ANSWERS],
-            published_names=USMLE.get("published_names", {}),
+        log:
+            "results/logs/usmle/report.log",
         localrule: True
         conda:
             ENVS["report"]
-        log:
-            "results/logs/usmle/report.log",
+        params:
+            answer_keys=[list(k) for k in USMLE_ANSWERS],
+            published_names=USMLE.get("published_names", {}),
         script:
             "../scripts/usmle_report.py"

@@ -161,7 +161,7 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             for generator in g["config"]["generators"]:
                 for testset in g["config"]["testsets"]:
                     try:
-                        code.update(g["code"](*g["generator_plan"](generator, testset)[3]))
+                        code.update(g["code"](*g["planning"].generator_plan(g["config"], generator, testset)[3]))
                     except KeyError:  # a pair the config never plans (e.g. outputs imported for other sets)
                         pass
             code = sorted(code)
