@@ -69,10 +69,6 @@ onstart:
         partitions.check(slurm_jobs())
 
 
-# threads for jobs that run a model; snakemake caps them at --cores on a small machine
-TORCH_THREADS = 4
-
-
 def names(section):
     """A wildcard constraint matching exactly the names defined in a config section."""
     return "|".join(re.escape(n) for n in sorted(config[section])) or "(?!)"
