@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([r.__dict__ for r in rows], indent=1))
     else:
         sys.stdout.write(table(rows))
-    for note in forecast.notes:
+    for note in dict.fromkeys(forecast.notes):   # once each, though every cell of a test set met it
         print(f"note: {note}", file=sys.stderr)
     return 0
 
