@@ -94,9 +94,8 @@ def readme_artifacts() -> list[str]:
         if "(paper configs)" in what or "(on request" in what:
             continue
         paths = re.findall(r"`([^`]+)`", cell)
-        folder = paths[0].rsplit("/", 1)[0] if "/" in paths[0].rstrip("/") else ""
+        folder = paths[0].rstrip("/") if paths[0].endswith("/") else paths[0].rsplit("/", 1)[0]
         if paths[0].endswith("/"):
-            folder = paths[0].rstrip("/")
             paths += [name for name in re.findall(r"`([^`]+)`", what) if re.fullmatch(r"[\w{},-]+\.[\w{},.]+", name)]
         for path in paths:
             full = path if "/" in path else f"{folder}/{path}"

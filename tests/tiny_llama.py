@@ -22,11 +22,23 @@ RECORDS = [
 ]
 
 
+def save_random_llama(out: str | Path, tokenizer, layers: int, hidden: int) -> None:
+    """A LlamaForCausalLM sized for `tokenizer` (random weights, fixed seed), saved in `out`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+
+
 def build_tiny_llama(out: str | Path, layers: int = 2, hidden: int = 64) -> str:
     """A LlamaForCausalLM (random weights, fixed seed) and its tokenizer in `out`."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     corpus = [PROMPT_WITH_INPUT, PROMPT_NO_INPUT] + [" ".join(r.values()) for r in RECORDS]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -38,12 +50,7 @@ def build_tiny_llama(out: str | Path, layers: int = 2, hidden: int = 64) -> str:
     bpe.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", bpe.token_to_id("<s>"))])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
+    save_random_llama(out, tokenizer, layers, hidden)
     tokenizer.save_pretrained(out)
     return str(out)
 
@@ -73,14 +80,6 @@ def build_sp_tokenizer(out: str | Path, vocab_size: int = 400):
 
 def build_sp_llama(out: str | Path, layers: int = 2, hidden: int = 64) -> str:
     """A tiny LlamaForCausalLM (random weights, fixed seed) with the sentencepiece tokenizer above."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tokenizer = build_sp_tokenizer(out)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
+    save_random_llama(out, tokenizer, layers, hidden)
     return str(out)
