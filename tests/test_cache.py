@@ -152,18 +152,6 @@ def test_compaction_keeps_a_shard_that_grew_while_it_ran(tmp_path):
     assert grew.exists() and not same.exists()
 
 
-def test_compaction_refuses_while_a_job_may_still_write(tmp_path, capsys):
-    (tmp_path / "config.yaml").write_text("llm: {cache: .cache/llm.sqlite, ledger: results/ledger.jsonl}\n")
-    fill(tmp_path / ".cache" / "llm", range(3))
-    assert compact.main(["--directory", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "may still run" in err and str(tmp_path / ".cache/llm/shards/") in err and "--idle-minutes" in err
-    assert len(shard_files(tmp_path / ".cache" / "llm", ".jsonl")) == 1  # nothing touched
-    assert compact.main(["--directory", str(tmp_path), "--idle-minutes", "0"]) == 0
-    assert "3 replies" in capsys.readouterr().out
-    assert len(Cache(tmp_path / ".cache" / "llm")) == 3 and not shard_files(tmp_path / ".cache" / "llm", ".jsonl")
-
-
 def test_a_miss_in_replay_only_mode_still_fails_with_shards(tmp_path):
     from alpacare.llm import LLM, CacheMiss, Provider, Request
 
