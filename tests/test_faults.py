@@ -15,7 +15,7 @@ import time
 import pytest
 
 from alpacare import ledger
-from alpacare.llm import BudgetExceededError, Cache, CircuitOpenError, LLMError, Request, RetryableError, make_llm
+from alpacare.llm import AuthenticationError, BudgetExceededError, Cache, CircuitOpenError, LLMError, Request, RetryableError, make_llm
 from alpacare.llm.anthropic_api import AnthropicProvider
 from alpacare.llm.openai_api import OpenAIProvider
 from conftest import ROOT
@@ -282,3 +282,84 @@ def test_workflow_finishes_through_faults_and_a_judge_outage_fails_its_job(tmp_p
     down = [row for row in judged if row["rule"] == "judge_api" and row["endpoint"] == "chat"]
     assert down and down[0]["failures"] >= 1 and down[0]["calls"] == down[0]["failures"]
     assert sum(r["calls"] for r in judged if r["rule"] == "generate_api") == 8
+
+
+# --- permanent errors: the item's, not the endpoint's -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_twelve_refused_items_fail_alone_and_never_open_the_breaker(kind, api, tmp_path):
+    """A 400 for one item (its context length, a content filter on a medical prompt) says
+    nothing about the endpoint: twelve of them against a healthy endpoint, with a breaker that
+    opens at 6 in a row, fail those twelve items once each, named with the provider's message,
+    and the others are answered."""
+    for i in range(12):
+        api.fail(400, f"This model's maximum context length is 4097 tokens (item {i})")
+    api.fail(413, "request too large")
+    api.fail(422, "unprocessable")
+    api.fail(404, "The model `gone-model` does not exist", body=None)
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 6}, max_concurrency=1)
+    responses = make_llm("healthy", spec_for(kind, api), settings, rule="respond").run(asks(30, f"{kind}-fake"))
+    failed = [r.error for r in responses if not r.ok]
+    assert len(failed) == 15 and len(api.requests) == 30  # each refused item asked once, never retried
+    assert sum("maximum context length" in e for e in failed) == 12
+    assert all("endpoint 'healthy'" in e for e in failed)
+    assert any("413" in e for e in failed) and any("gone-model" in e for e in failed)
+    rows = ledger.read(tmp_path / "ledger.jsonl")
+    assert sum(r["failures"] for r in rows) == 15 and sum(r["calls"] for r in rows) == 30
+
+
+def test_a_404_for_a_path_is_the_endpoints_and_counts(api, tmp_path):
+    """A wrong base_url answers 404 for every path: that is the endpoint's failure."""
+    spec = spec_for("openai", api, base_url=api.url + "/wrong/v1")
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 3}, max_concurrency=1)
+    with pytest.raises(CircuitOpenError, match="404"):
+        make_llm("misplaced", spec, settings).run(asks(20, "m"))
+    assert len(api.requests) == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_the_stage_at_once_naming_its_variable(kind, status, api, tmp_path, monkeypatch):
+    monkeypatch.setenv("SITE_KEY", "sk-site-fake-000")
+    api.outage = status
+    spec = {**spec_for(kind, api), "keyless": False, "api_key_env": "SITE_KEY"}
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 1000}, max_concurrency=4)
+    with pytest.raises(AuthenticationError) as info:
+        make_llm("keyed", spec, settings).run(asks(200, f"{kind}-fake"))
+    assert "SITE_KEY" in str(info.value) and str(status) in str(info.value)
+    assert "sk-site-fake-000" not in str(info.value)
+    assert len(api.requests) <= 4  # the calls in flight when the first refusal came back, no more
+
+
+def test_a_refused_default_key_names_openai_api_key(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake-0123")
+    api.outage = 401
+    spec = {**spec_for("openai", api), "keyless": False}
+    with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
+        make_llm("keyed", spec, settings_for(tmp_path, max_concurrency=2)).run(asks(50, "m"))
+    assert len(api.requests) <= 2
+
+
+CONTENT_FILTERED = {
+    "openai": {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "openai-fake",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": None},
+                            "finish_reason": "content_filter"}],
+               "usage": {"prompt_tokens": 9, "completion_tokens": 0, "total_tokens": 9}},
+    "anthropic": {"id": "msg_x", "type": "message", "role": "assistant", "model": "anthropic-fake",
+                  "content": [], "stop_reason": "refusal", "stop_sequence": None,
+                  "usage": {"input_tokens": 9, "output_tokens": 0}},
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_content_filter_fails_its_item_and_keeps_nothing(kind, api, tmp_path):
+    """A reply withheld by the filter comes as a 200: it is the item's failure, never an empty
+    reply cached as the answer, and never the breaker's."""
+    for _ in range(8):
+        api.fail(200, body=CONTENT_FILTERED[kind])
+    settings = settings_for(tmp_path, circuit_breaker={"failures": 3}, max_concurrency=1)
+    responses = make_llm("filtered", spec_for(kind, api), settings).run(asks(10, f"{kind}-fake"))
+    assert [r.ok for r in responses] == [False] * 8 + [True] * 2
+    assert all("content filter" in r.error for r in responses[:8]) and len(api.requests) == 10
+    assert len(Cache(tmp_path / "cache.sqlite")) == 2

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from .base import BudgetExceededError, CircuitOpenError, LLMError, Provider, Request, Response, RetryableError, RunStopped
+from .base import (AuthenticationError, BudgetExceededError, CircuitOpenError, LLMError, Provider, Request, RequestRejected,
+                   Response, RetryableError, RunStopped)
 from .cache import Cache
 from .client import LLM, CacheMiss, Ledger
 
-__all__ = ["LLM", "BudgetExceededError", "Cache", "CacheMiss", "CircuitOpenError", "Ledger", "LLMError", "Provider", "Request",
-           "Response", "RetryableError", "RunStopped", "make_llm"]
+__all__ = ["LLM", "AuthenticationError", "BudgetExceededError", "Cache", "CacheMiss", "CircuitOpenError", "Ledger", "LLMError", "Provider", "Request",
+           "RequestRejected", "Response", "RetryableError", "RunStopped", "make_llm"]
 
 
 def make_provider(spec: dict, model_dir: str | None = None, progress_seconds: float = 10.0) -> Provider:

@@ -40,6 +40,8 @@ class AnthropicProvider(APIProvider):
             sampling["top_p"] = request.top_p
         try:
             reply = client.messages.create(**params, extra_body=sampling)
+            if reply.stop_reason == "refusal":  # the streaming classifiers' refusal: a 200 withheld
+                raise self.filtered("stop_reason refusal")
             text = "".join(block.text for block in reply.content if block.type == "text")
             truncated = reply.stop_reason in ("max_tokens", "model_context_window_exceeded")
             return Response(
@@ -52,7 +54,9 @@ class AnthropicProvider(APIProvider):
             )
         except anthropic.APIStatusError as err:
             detail = err.api_message or (err.body if isinstance(err.body, str) else None)
-            raise self.status_error(err.status_code, detail or err.message, err.response.headers) from err
+            error = err.body.get("error") if isinstance(err.body, dict) else None
+            code = error.get("type") if isinstance(error, dict) else None
+            raise self.status_error(err.status_code, detail or err.message, err.response.headers, code) from err
         except anthropic.APIConnectionError as err:  # includes APITimeoutError, resets, truncated bodies
             raise self.connection_error(err) from err
         except anthropic.APIError as err:  # e.g. a reply the SDK's models reject

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .base import LLMError, Provider, RetryableError
+from .base import AuthenticationError, LLMError, Provider, RequestRejected, RetryableError
 
 # Statuses worth retrying: timeout, conflict, rate limit, and every server-side error
 # (Anthropic's 529 "overloaded" included).
@@ -16,6 +16,12 @@ RETRYABLE_STATUSES = {408, 409, 429}
 # (json.JSONDecodeError is a ValueError; a body of the wrong shape gives the others). The
 # server may answer properly next time, so these are retried, never allowed to kill a stage.
 MALFORMED_REPLY = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+# Statuses that refuse the request itself (malformed, too long, too large, unprocessable, a
+# content filter's 400): the item's failure, never the endpoint's. A 404 is the item's only
+# where it names a model; a 404 for a path (a wrong base_url) is the endpoint's.
+REJECTED_STATUSES = {400, 413, 422}
+AUTH_STATUSES = {401, 403}
 
 DEFAULT_TIMEOUT = {"connect": 10.0, "read": 300.0}
 
@@ -84,11 +90,24 @@ class APIProvider(Provider):
                 self._key = key
             return self._client
 
-    def status_error(self, status: int, detail: str, headers) -> LLMError:
+    def status_error(self, status: int, detail: str, headers, code: str | None = None) -> LLMError:
+        """`code`: the error's machine-readable code or type in the body, where the API gives one."""
         message = self.redact(f"{self.name} API error {status}: {detail}")
         if status in RETRYABLE_STATUSES or status >= 500:
             return RetryableError(message, retry_after=retry_after(headers))
+        if status in AUTH_STATUSES:
+            if self.keyless:
+                return AuthenticationError(f"{message} ({self.host} wants a key: drop `keyless: true` from this llms "
+                                           f"entry and export it in {self.api_key_env}, or name its variable in api_key_env)")
+            return AuthenticationError(f"{message} ({self.host} refused the key in the environment variable "
+                                       f"{self.api_key_env}: export a valid one, then rerun)")
+        if status in REJECTED_STATUSES or (status == 404 and "model" in f"{code} {detail}".lower()):
+            return RequestRejected(message)
         return LLMError(message)
+
+    def filtered(self, reason: str) -> RequestRejected:
+        """A reply withheld by the provider's content filter (a 200): the item's failure."""
+        return RequestRejected(f"{self.name}: the reply was withheld by the content filter ({reason})")
 
     def connection_error(self, err) -> RetryableError:
         cause = f": {err.__cause__}" if err.__cause__ else ""

@@ -18,8 +18,19 @@ class RetryableError(LLMError):
         self.retry_after = retry_after
 
 
+class RequestRejected(LLMError):
+    """The endpoint refused this request itself (400, 404 for a model, 413, 422, a content
+    filter): no retry can fix it, and it says nothing about the endpoint's health, so it fails
+    the item at once and the circuit breaker never counts it."""
+
+
 class RunStopped(RuntimeError):
     """The client stopped making new calls (what completed is cached and in the ledger)."""
+
+
+class AuthenticationError(LLMError, RunStopped):
+    """The endpoint refused the key (401/403): every call would fail alike, so the stage stops
+    at once, naming the key's environment variable."""
 
 
 class CircuitOpenError(RunStopped):

@@ -6,7 +6,10 @@ an outage, and calls still in flight count for nothing: only attempts that ended
 breaker opens on `failures` failed attempts in a row (over all of a job's threads), or when at
 least `rate` of the last `window` attempts failed (an endpoint that answers now and then but
 mostly fails). A hang counts once it ends in a failure: the read timeout
-(`llms.<name>.timeout.read`) bounds how long that takes.
+(`llms.<name>.timeout.read`) bounds how long that takes. Only the endpoint's failures count: a
+request it refuses itself (RequestRejected: 400, a 404 naming a model, 413, 422, a content
+filter) fails its item and is never recorded here, and a refused key (401/403) stops the stage
+without it.
 
 One blip (a dropped connection pool, a load balancer's restart) fails every call in flight at
 that moment; those failures are one event, not `max_concurrency` pieces of evidence. So the

@@ -17,7 +17,8 @@ from pathlib import Path
 from pyrate_limiter import Duration, Limiter, Rate
 
 from .. import ledger as ledger_file
-from .base import BudgetExceededError, CircuitOpenError, LLMError, Provider, Request, Response, RetryableError
+from .base import (AuthenticationError, BudgetExceededError, CircuitOpenError, LLMError, Provider, Request,
+                   RequestRejected, Response, RetryableError)
 from .breaker import CircuitBreaker
 from .cache import Cache, cache_key
 
@@ -275,10 +276,17 @@ class LLM:
                 break
             attempts += 1
             sent = time.monotonic()
+            endpoints = True  # whether this failure is evidence against the endpoint (the breaker)
             try:
                 response = self.provider.complete_one(request)
             except RetryableError as err:
                 error, retry_after = str(err), err.retry_after
+            except AuthenticationError as err:  # the key: every call would fail alike, stop now
+                error, retry_after, endpoints = str(err), False, False
+                self._halt(err)
+            except RequestRejected as err:  # the item's: no retry fixes it, the endpoint is fine
+                error, retry_after, endpoints = str(err), False, False
+                log.warning("%s: request %s refused, not retried: %s", self.where(request), key[:12], error)
             except LLMError as err:  # permanent: asking again gives the same answer
                 error, retry_after = str(err), False
             except Exception as err:  # a bug or a surprise in an SDK: named, never fatal to the stage
@@ -293,7 +301,8 @@ class LLM:
                 self._release(reserved)
                 return response
             self._release(reserved)
-            self._attempt_failed(request, error, sent)
+            if endpoints:
+                self._attempt_failed(request, error, sent)
             if retry_after is False:
                 break
             if attempts > self.max_retries:
@@ -339,6 +348,14 @@ class LLM:
                     f"were made. Completed calls are cached and in the ledger: rerun once the endpoint answers. "
                     f"Last error: {error}")
                 log.error("%s", self._stopped)
+                self._stop.set()
+
+    def _halt(self, err: Exception) -> None:
+        """Stop new calls now; run() raises `err` once the calls in flight have ended."""
+        with self._lock:
+            if self._stopped is None:
+                self._stopped = err
+                log.error("%s", err)
                 self._stop.set()
 
     # --- budget cap -------------------------------------------------------------------

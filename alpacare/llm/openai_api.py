@@ -46,6 +46,8 @@ class OpenAIProvider(APIProvider):
                 reply = client.post("/completions", body={"prompt": request.prompt, **params}, cast_to=Completion)
                 choice = reply.choices[0]
                 text = choice.text
+            if choice.finish_reason == "content_filter":  # a 200, nothing to keep
+                raise self.filtered("finish_reason content_filter")
             if not isinstance(text, str):
                 raise TypeError(f"the reply's text is {type(text).__name__}")
             usage = reply.usage
@@ -60,7 +62,8 @@ class OpenAIProvider(APIProvider):
         except openai.APIStatusError as err:
             # the SDK hands us the `error` object of the reply, or its raw text
             detail = err.body.get("message") if isinstance(err.body, dict) else err.body
-            raise self.status_error(err.status_code, detail or err.message, err.response.headers) from err
+            code = (err.body.get("code") or err.body.get("type")) if isinstance(err.body, dict) else None
+            raise self.status_error(err.status_code, detail or err.message, err.response.headers, code) from err
         except openai.APIConnectionError as err:  # includes APITimeoutError, resets, truncated bodies
             raise self.connection_error(err) from err
         except openai.APIError as err:  # e.g. a reply the SDK's models reject
