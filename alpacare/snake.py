@@ -1,10 +1,13 @@
-"""What every Snakemake script does first: log to the rule's log file, pin torch threads,
-and remember the rule's name for the ledger and error messages."""
+"""What every Snakemake script does first: log to the rule's log file, hold its outputs' lock
+(alpacare.joblock: one running job per output), pin torch threads, and remember the rule's
+name for the ledger and error messages."""
 
 from __future__ import annotations
 
 import logging
 import sys
+
+from . import joblock
 
 _rule = ""
 _config: dict = {}
@@ -33,6 +36,8 @@ def setup(snakemake) -> None:
     # the error that ends a job belongs in its log file, not only on the terminal
     sys.excepthook = lambda kind, value, tb: logging.getLogger("alpacare").error(
         "%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+    # a job of the same outputs left running by a killed controller: wait for it, never pay twice
+    joblock.hold(list(getattr(snakemake, "output", None) or []), _rule)
     try:
         import torch
 

@@ -363,3 +363,91 @@ def test_a_content_filter_fails_its_item_and_keeps_nothing(kind, api, tmp_path):
     assert [r.ok for r in responses] == [False] * 8 + [True] * 2
     assert all("content filter" in r.error for r in responses[:8]) and len(api.requests) == 10
     assert len(Cache(tmp_path / "cache.sqlite")) == 2
+
+
+# --- kill -9 of the controller: no orphan pays twice --------------------------------------------
+
+
+def _jobs_of(project) -> list[int]:
+    """Pids of the processes running a job script of `project` (Snakemake's .snakemake/scripts/)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            args = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if f"{project}/.snakemake/scripts/" in args:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.workflow
+def test_kill_9_then_the_readmes_recovery_pays_no_request_twice(tmp_path):
+    """The README's recovery as typed: Snakemake killed with kill -9 while an API job runs (its
+    job lives on, reparented to init), `snakemake --unlock`, then the same command. The rerun's
+    job finds the orphan holding its output's lock and waits for it instead of asking the same
+    items beside it; then it answers everything from the cache. To meet the orphan whatever the
+    machine's speed, the server holds the orphan's next request until the rerun's job has either
+    sent a request of its own or said in its log that it waits."""
+    import threading
+
+    import yaml
+
+    from conftest import copy_project
+
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project")
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["llm"].update(max_concurrency=1)
+    config["testsets"]["medical-dozen"]["limit"] = 12
+    del config["usmle"]   # it names the default run's generators, which this config replaces
+    output = "results/outputs/slow/medical-dozen.json"
+    log = project / "results/logs/generate/slow/medical-dozen.log"
+    command = [sys.executable, "-m", "snakemake", output, "--cores", "2", "--rerun-incomplete",
+               "--configfile", "api.yaml"]
+    with FakeAPI(delay=0.5) as api:
+        gate, waiting = threading.Event(), []
+        gate.set()
+        answer = api._answer
+
+        def gated(*args):
+            waiting.append(1)
+            gate.wait(600)
+            return answer(*args)
+
+        api._answer = gated
+        config["llms"]["chat"] = {"provider": "openai", "model": "chat-m", "base_url": api.openai_url, "keyless": True}
+        config["generators"] = {"slow": {"llm": "chat"}}
+        config["judges"] = {"j": {"llm": "chat", "method": "reply"}}  # not asked: the target is the outputs
+        config["evaluation"] = {"models": ["slow"], "references": ["slow"], "judges": ["j"], "testsets": ["medical-dozen"]}
+        (project / "api.yaml").write_text(yaml.safe_dump(config))
+        with open(tmp_path / "killed.log", "w") as out:
+            controller = subprocess.Popen(command, cwd=project, stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 300
+            while len(api.answered) < 2 and time.monotonic() < deadline and controller.poll() is None:
+                time.sleep(0.05)
+            gate.clear()  # the orphan's next request waits here
+            del waiting[:]
+            controller.send_signal(signal.SIGKILL)  # the controller only: its job lives on
+            controller.wait()
+        assert len(api.answered) >= 2, (tmp_path / "killed.log").read_text()[-3000:]
+        orphans = _jobs_of(project)
+        assert orphans, "the killed controller's job did not outlive it"
+
+        def release():  # the rerun's job asked the server itself, or waits for the orphan
+            while not gate.is_set():
+                if len(waiting) >= 2 or "still runs" in (log.read_text() if log.exists() else "") or not _jobs_of(project):
+                    gate.set()
+                time.sleep(0.1)
+
+        threading.Thread(target=release, daemon=True).start()
+        subprocess.run([sys.executable, "-m", "snakemake", "--unlock", "--configfile", "api.yaml"], cwd=project,
+                       check=True, capture_output=True, timeout=300)
+        rerun = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600)
+        gate.set()
+        assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+        assert api.answered_twice() == []  # no request paid twice
+        assert len(set(api.answered)) == 12
+    outputs = json.loads((project / output).read_text())
+    assert [o["id"] for o in outputs] == list(range(12)) and all(o["output"].startswith("echo: ") for o in outputs)
+    assert "a job writing the same output" in log.read_text() and str(orphans[0]) in log.read_text()
