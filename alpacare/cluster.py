@@ -198,7 +198,7 @@ def _resources(cluster: dict, stage: str, size_b: float, gpus: int, host_gb: flo
     resources = {
         "threads": cluster["cpus_per_gpu"] * gpus if gpus else cluster["cpus"],
         "mem_mb": cluster["memory_mb"] + math.ceil(host_gb * 1024),
-        "runtime": _minutes(cluster, stage, size_b, attempt),
+        "runtime": _minutes(cluster, stage, size_b, attempt, gpus),
         "gpu": gpus,
     }
     if gpus and cluster.get("gpu_model"):
@@ -214,8 +214,25 @@ def slurm_settings(config: dict, gpus: int) -> dict:
     return {k: v for k, v in settings.items() if v}
 
 
-def _minutes(cluster: dict, stage: str, size_b: float, attempt: int) -> int:
+# The longest time SLURM lets a job ask for, per partition as the config names it (None: the
+# cluster's default one): the partition's limit from sinfo, and the QOS's MaxWall from sacctmgr.
+# Set by partitions.check when a SLURM run starts, before anything is submitted; empty otherwise.
+_time_limits: dict = {}
+
+
+def set_time_limits(limits: dict) -> None:
+    _time_limits.clear()
+    _time_limits.update(limits)
+
+
+def _minutes(cluster: dict, stage: str, size_b: float, attempt: int, gpus: int = 0) -> int:
+    """A job's time: the stage's, scaled by the model's size, times the attempt, capped by
+    cluster.max_runtime; a retry also by what its partition and QOS allow, so a resubmitted job
+    can start (the first attempt is checked against them instead, and stops the run if over)."""
     minutes = cluster["runtime"][stage] * max(1.0, size_b / REFERENCE_SIZE_B) * max(1, attempt)
     if cluster.get("max_runtime"):
         minutes = min(minutes, cluster["max_runtime"])
+    limit = _time_limits.get(slurm_settings({"cluster": cluster}, gpus).get("slurm_partition"))
+    if attempt > 1 and limit:
+        minutes = min(minutes, limit)
     return math.ceil(minutes)

@@ -4,7 +4,11 @@ SLURM accepts a job that asks for more CPUs, memory, GPUs or time than any node 
 partition has, and leaves it pending forever (reason PartitionConfig or Resources) while
 Snakemake waits. `impossible(jobs, nodes)` finds those jobs before anything is submitted, each
 with the `cluster:` key that decides the request; the workflow calls `check()` when a run
-starts with the SLURM executor (rules/common.smk, onstart).
+starts with the SLURM executor (rules/common.smk, onstart). Nodes that are drained, down,
+failed or in maintenance are no capacity; a partition list (`gpu,cpu`) offers the nodes of
+each; the QOS (`cluster.qos`) limits of time and GPUs per job are read where `sacctmgr`
+answers. `check()` also hands the time limits to alpacare.cluster, which caps every retry's
+request by them: a retry asks for more time, never more than the partition and QOS allow.
 """
 
 from __future__ import annotations
@@ -13,12 +17,27 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-# one line per node and partition: name|partition (default marked *)|CPUs|memory MB|GRES|time limit
-SINFO = ["sinfo", "--noheader", "--Node", "--format=%N|%P|%c|%m|%G|%l"]
+# one line per node and partition: name|partition (default marked *)|CPUs|memory MB|GRES|time limit|state
+SINFO = ["sinfo", "--noheader", "--Node", "--format=%N|%P|%c|%m|%G|%l|%t"]
+# a QOS's limits per job: name|MaxWall|MaxTRESPerJob (e.g. gres/gpu=4)
+SACCTMGR_QOS = ["sacctmgr", "--noheader", "--parsable2", "show", "qos", "format=Name,MaxWall,MaxTRESPerJob"]
+# node states (sinfo %t, without its flag suffixes *~#!%$@^-) that run no new job
+UNUSABLE_STATES = ("drain", "drng", "down", "fail", "maint", "inval", "futr", "unk", "npc", "plnd")
 
 
 class ImpossibleRequest(RuntimeError):
     """A planned job asks for more than any node of its partition offers."""
+
+
+class SlurmUnavailable(RuntimeError):
+    """SLURM's client commands are missing or do not answer on this host."""
+
+
+@dataclass(frozen=True)
+class Qos:
+    name: str
+    max_wall: int | None = None  # minutes per job; None: no limit
+    max_gpus: int | None = None  # GPUs per job; None: no limit
 
 
 @dataclass(frozen=True)
@@ -30,6 +49,7 @@ class Node:
     memory_mb: int
     gpus: dict = field(default_factory=dict)  # GPU type ("" when untyped) -> count
     time_limit: int | None = None  # the partition's, in minutes; None: unlimited
+    state: str = "idle"  # sinfo's compact state, flag suffixes removed
 
 
 @dataclass(frozen=True)
@@ -41,7 +61,7 @@ class Job:
     runtime: int  # minutes
     gpu: int = 0
     gpu_model: str | None = None
-    partition: str | None = None
+    partition: str | None = None  # one partition, or a comma-separated list SLURM picks from
 
 
 def parse_minutes(text: str) -> int | None:
@@ -73,14 +93,49 @@ def parse_gres(text: str) -> dict:
 
 
 def parse_sinfo(text: str) -> list[Node]:
+    """Nodes from SINFO's output (a line without the state field counts as idle)."""
     nodes = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        name, partition, cpus, memory, gres, limit = line.strip().split("|")
+        name, partition, cpus, memory, gres, limit, *state = line.strip().split("|")
         nodes.append(Node(name, partition.rstrip("*"), partition.endswith("*"), int(cpus), int(memory.rstrip("+")),
-                          parse_gres(gres), parse_minutes(limit)))
+                          parse_gres(gres), parse_minutes(limit), (state or ["idle"])[0].strip().rstrip("*~#!%$@^-")))
     return nodes
+
+
+def usable(node: Node) -> bool:
+    return not node.state.lower().startswith(UNUSABLE_STATES)
+
+
+def parse_qos(text: str, name: str) -> Qos | None:
+    """QOS `name`'s per-job limits from SACCTMGR_QOS's output; None if it is not listed."""
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) >= 3 and fields[0] == name:
+            gpus = [int(m) for m in re.findall(r"gres/gpu(?::[^=,]+)?=(\d+)", fields[2])]
+            return Qos(name, parse_minutes(fields[1]) if fields[1] else None, max(gpus) if gpus else None)
+    return None
+
+
+def partition_names(partition: str | None) -> list[str]:
+    return [p.strip() for p in (partition or "").split(",") if p.strip()]
+
+
+def time_limits(nodes: list[Node], partitions, qos: Qos | None = None) -> dict:
+    """{partition as the config names it (None: the default one): the longest time in minutes
+    a job there may ask (the partition's limit, and the QOS's MaxWall)}; unlimited ones left out."""
+    limits = {}
+    for partition in partitions:
+        names = partition_names(partition)
+        candidates = [n for n in nodes if (n.partition in names if names else n.default)]
+        found = [n.time_limit for n in candidates]
+        limit = None if not found or None in found else max(found)
+        if qos is not None and qos.max_wall is not None:
+            limit = qos.max_wall if limit is None else min(limit, qos.max_wall)
+        if limit is not None:
+            limits[partition] = limit
+    return limits
 
 
 def _hints(job: Job) -> dict:
@@ -96,21 +151,35 @@ def _hints(job: Job) -> dict:
     }
 
 
-def shortfalls(job: Job, nodes: list[Node]) -> list[str]:
+def shortfalls(job: Job, nodes: list[Node], qos: Qos | None = None) -> list[str]:
     """Why no node can run `job` (empty if one can)."""
     hint = _hints(job)
     partitions = sorted({n.partition for n in nodes})
-    if job.partition:
-        candidates = [n for n in nodes if n.partition == job.partition]
+    names = partition_names(job.partition)
+    if names:
+        missing = [p for p in names if p not in partitions]
+        if missing:
+            return [f"partition {', '.join(repr(p) for p in missing)} does not exist (there are: "
+                    f"{', '.join(partitions)}): set {hint['partition']}"]
+        candidates = [n for n in nodes if n.partition in names]
         where = f"partition {job.partition}"
-        if not candidates:
-            return [f"partition {job.partition!r} does not exist (there are: {', '.join(partitions)}): "
-                    f"set {hint['partition']}"]
     else:
         candidates = [n for n in nodes if n.default] or nodes
         where = f"the default partition ({candidates[0].partition})" if candidates else "the cluster"
     if not candidates:
         return ["sinfo lists no nodes"]
+    if qos is not None and qos.max_gpus is not None and job.gpu > qos.max_gpus:
+        return [f"{job.gpu} GPUs, QOS {qos.name} allows {qos.max_gpus} per job (sacctmgr's MaxTRESPerJob): "
+                f"change {hint['gpus']} or cluster.qos"]
+    if qos is not None and qos.max_wall is not None and job.runtime > qos.max_wall:
+        return [f"{job.runtime} minutes, QOS {qos.name} allows {qos.max_wall} per job (sacctmgr's MaxWall): "
+                f"set {hint['time']} or cluster.qos"]
+    up = [n for n in candidates if usable(n)]
+    if not up:
+        states = ", ".join(sorted({f"{n.name} {n.state}" for n in candidates}))
+        return [f"a node of {where}, and every one is drained, down or failed ({states}): wait for the admins, "
+                f"or set {hint['partition']}"]
+    candidates = up
 
     def gpus(node: Node) -> int:
         return node.gpus.get(job.gpu_model, 0) if job.gpu_model else sum(node.gpus.values())
@@ -139,11 +208,11 @@ def shortfalls(job: Job, nodes: list[Node]) -> list[str]:
     return problems or [f"no single node of {where} has {job.threads} CPUs, {job.mem_mb} MB and {job.gpu} GPUs together"]
 
 
-def impossible(jobs: list[Job], nodes: list[Node]) -> list[str]:
+def impossible(jobs: list[Job], nodes: list[Node], qos: Qos | None = None) -> list[str]:
     """One line per rule whose jobs no node can run, naming the first such job and how many."""
     found: dict[tuple, list[Job]] = {}
     for job in jobs:
-        problems = shortfalls(job, nodes)
+        problems = shortfalls(job, nodes, qos)
         if problems:
             found.setdefault((job.rule, tuple(problems)), []).append(job)
     lines = []
@@ -153,15 +222,51 @@ def impossible(jobs: list[Job], nodes: list[Node]) -> list[str]:
     return lines
 
 
-def check(jobs: list[Job], sinfo_text: str | None = None) -> None:
-    """Raise ImpossibleRequest naming every job no node can run. Reads `sinfo` unless given."""
+def run_slurm(command: list[str]) -> str:
+    """What a SLURM client command prints; SlurmUnavailable, named, if it is missing or fails."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+    except FileNotFoundError:
+        raise SlurmUnavailable(f"`{command[0]}` is not on this host's PATH: the SLURM executor needs SLURM's client "
+                               f"commands where snakemake runs (a login node; `module load slurm` on some sites)") from None
+    except subprocess.CalledProcessError as err:
+        raise SlurmUnavailable(f"`{' '.join(command)}` failed (exit {err.returncode}): {err.stderr.strip()}") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmUnavailable(f"`{' '.join(command)}` did not answer in 60 s: is the SLURM controller up?") from None
+
+
+def read_qos(name: str | None, sacctmgr_text: str | None = None) -> Qos | None:
+    """QOS `name`'s limits, where sacctmgr answers (it needs the accounting database, which not
+    every cluster runs): None without a name, or when sacctmgr cannot tell."""
+    if not name:
+        return None
+    if sacctmgr_text is None:
+        try:
+            sacctmgr_text = run_slurm(SACCTMGR_QOS)
+        except SlurmUnavailable:
+            return None
+    return parse_qos(sacctmgr_text, name)
+
+
+def check(jobs: list[Job], sinfo_text: str | None = None, qos: str | None = None,
+          sacctmgr_text: str | None = None) -> dict:
+    """Raise ImpossibleRequest naming every job no node can run. Reads `sinfo` (and, for a
+    `qos`, sacctmgr) unless given. Returns the time limits (time_limits) of the jobs'
+    partitions and hands them to alpacare.cluster, which caps every retry by them."""
     if not jobs:
-        return
+        return {}
     if sinfo_text is None:
-        sinfo_text = subprocess.run(SINFO, capture_output=True, text=True, check=True, timeout=60).stdout
-    problems = impossible(jobs, parse_sinfo(sinfo_text))
+        sinfo_text = run_slurm(SINFO)
+    nodes = parse_sinfo(sinfo_text)
+    limits_of = read_qos(qos, sacctmgr_text)
+    problems = impossible(jobs, nodes, limits_of)
     if problems:
         raise ImpossibleRequest(
             "SLURM would accept these jobs and leave them pending forever, since no node offers what they ask "
             "(nothing was submitted; change the config key named, or the node/partition you submit to):\n  "
             + "\n  ".join(problems))
+    from . import cluster
+
+    limits = time_limits(nodes, {job.partition for job in jobs}, limits_of)
+    cluster.set_time_limits(limits)
+    return limits

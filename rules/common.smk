@@ -66,7 +66,7 @@ onstart:
     preflight_keys(config, source=CONFIG_SOURCE, jobs=planned_jobs())
     # a job no node can run would sit in the queue forever: stop before submitting anything
     if getattr(workflow.executor_plugin, "name", None) == "slurm":
-        partitions.check(slurm_jobs())
+        partitions.check(slurm_jobs(), qos=config["cluster"].get("qos"))
 
 
 def names(section):

@@ -75,6 +75,27 @@ def test_a_retry_asks_for_more_time_up_to_the_partition_limit(paper):
     assert cluster.job_resources(config, "judge", "llama-7b", attempt=3)["runtime"] == first + 10
 
 
+def test_every_retry_fits_the_partitions_time_limit(paper, monkeypatch):
+    """The issue's case: a 24 h fine-tune on a 24 h partition; the profile's retries asked 2x
+    and 3x, capped only by max_runtime (48 h), so the retry pended for ever. With the limits
+    sinfo gives (partitions.check, when the SLURM run starts) every attempt fits."""
+    from alpacare import partitions
+
+    config = copy.deepcopy(paper)
+    config["cluster"].update(partition="cpu", gpu_partition="gpu")
+    monkeypatch.setattr(cluster, "_time_limits", {})
+    sinfo = "g01|gpu|64|512000|gpu:a100:8|1-00:00:00|idle\nc01|cpu*|64|257000|(null)|2-00:00:00|idle\n"
+    first = cluster.finetune_resources(config, "alpacare-llama-2-7b", attempt=1)
+    assert first["runtime"] == 1440 and cluster.finetune_resources(config, "alpacare-llama-2-7b", attempt=2)["runtime"] == 2880
+    jobs = [partitions.Job("rule finetune (model=alpacare-llama-2-7b)", "finetune", first["threads"], first["mem_mb"],
+                           first["runtime"], first["gpu"], None, "gpu")]
+    partitions.check(jobs, sinfo)
+    for attempt in (1, 2, 3):
+        assert cluster.finetune_resources(config, "alpacare-llama-2-7b", attempt=attempt)["runtime"] == 1440
+    # a CPU job's retries on the 48 h partition still get their 2x and 3x
+    assert [cluster.job_resources(config, "judge", "smollm2-135m", attempt=a)["runtime"] for a in (1, 2, 3)] == [240, 480, 720]
+
+
 def test_api_jobs_run_no_model_and_stay_on_the_submit_host(paper):
     assert cluster.job_resources(paper, "generate", None)["gpu"] == 0
     assert not cluster.runs_on_cluster(paper, "generators", "gpt-4")

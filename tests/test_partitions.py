@@ -76,3 +76,80 @@ def test_check_raises_a_named_error_listing_every_rule():
     assert "pending forever" in message and "nothing was submitted" in message
     assert "rule generate" in message and "lower cluster.cpus" in message and "models.<name>.gpus" in message
     check([], "")  # nothing planned: sinfo is not even asked
+
+
+# What the code calls, as a site with drained, down and maintenance nodes prints it:
+# sinfo --noheader --Node --format=%N|%P|%c|%m|%G|%l|%t
+SITE = """\
+c01|cpu*|64|257000|(null)|1-00:00:00|mix
+c02|cpu*|64|257000|(null)|1-00:00:00|drain
+c03|cpu*|128|514000|(null)|1-00:00:00|down*
+g01|gpu|64|512000|gpu:a100:4(S:0-1)|1-00:00:00|idle
+g02|gpu|64|512000|gpu:a100:8(S:0-1)|1-00:00:00|drng
+g03|gpu|64|512000|gpu:a100:8(S:0-1)|1-00:00:00|maint
+g04|gpu|64|512000|gpu:a100:8(S:0-1)|1-00:00:00|fail
+o01|old|16|64000|(null)|4:00:00|drain*
+o02|old|16|64000|(null)|4:00:00|down~
+"""
+# sacctmgr --noheader --parsable2 show qos format=Name,MaxWall,MaxTRESPerJob
+QOS = """\
+normal||
+gpu-long|2-00:00:00|gres/gpu=4
+short|04:00:00|cpu=16,gres/gpu:a100=2
+"""
+
+
+def test_drained_down_and_maintenance_nodes_are_no_capacity():
+    nodes = parse_sinfo(SITE)
+    assert [n.state for n in nodes[:3]] == ["mix", "drain", "down"]
+    (line,) = impossible([job(partition="gpu", gpu=8, gpu_model="a100", threads=16)], nodes)
+    assert "8 a100 GPUs, the most a node of partition gpu has is 4" in line
+    (line,) = impossible([job(threads=100)], nodes)  # only the down node has 128 CPUs
+    assert "the most a node of the default partition (cpu) has is 64" in line
+    (line,) = impossible([job(partition="old")], nodes)
+    assert "every one is drained, down or failed (o01 drain, o02 down)" in line
+    assert impossible([job(partition="gpu", gpu=4, gpu_model="a100", threads=16)], nodes) == []
+
+
+def test_a_partition_list_offers_the_nodes_of_each():
+    nodes = parse_sinfo(SITE)
+    assert impossible([job(partition="gpu,cpu", gpu=4, threads=16), job(partition="cpu,gpu", threads=64)], nodes) == []
+    (line,) = impossible([job(partition="gpu,cpux")], nodes)
+    assert "partition 'cpux' does not exist (there are: cpu, gpu, old)" in line
+
+
+def test_qos_limits_from_sacctmgr_cap_gpus_and_time():
+    from alpacare.partitions import parse_qos, read_qos
+
+    assert parse_qos(QOS, "gpu-long").max_wall == 2880 and parse_qos(QOS, "gpu-long").max_gpus == 4
+    assert parse_qos(QOS, "short").max_wall == 240 and parse_qos(QOS, "short").max_gpus == 2
+    assert parse_qos(QOS, "normal").max_wall is None and parse_qos(QOS, "none") is None
+    nodes = parse_sinfo(SITE)
+    (line,) = impossible([job(partition="gpu", gpu=4, threads=16)], nodes, read_qos("short", QOS))
+    assert "4 GPUs, QOS short allows 2 per job" in line and "cluster.qos" in line
+    (line,) = impossible([job(runtime=300)], nodes, read_qos("short", QOS))
+    assert "300 minutes, QOS short allows 240 per job" in line
+    assert impossible([job(partition="gpu", gpu=4, threads=16)], nodes, read_qos("gpu-long", QOS)) == []
+
+
+def test_check_returns_the_time_limits_every_retry_is_capped_by(monkeypatch):
+    from alpacare import cluster
+    from alpacare.partitions import time_limits
+
+    nodes = parse_sinfo(SITE)
+    assert time_limits(nodes, [None, "gpu", "gpu,cpu", "old"]) == {None: 1440, "gpu": 1440, "gpu,cpu": 1440, "old": 240}
+    assert time_limits(parse_sinfo(SINFO), [None, "long"]) == {"long": 7 * 1440}  # main is unlimited
+    monkeypatch.setattr(cluster, "_time_limits", {})
+    limits = check([job(partition="gpu", gpu=4, threads=16)], SITE, qos="short", sacctmgr_text=QOS.replace("gres/gpu:a100=2", ""))
+    assert limits == {"gpu": 240} and cluster._time_limits == {"gpu": 240}
+
+
+def test_without_sinfo_the_error_is_named(monkeypatch, tmp_path):
+    from alpacare.partitions import SlurmUnavailable
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SlurmUnavailable, match="`sinfo` is not on this host's PATH"):
+        check([job()])
+    from alpacare.partitions import read_qos
+
+    assert read_qos("normal") is None  # sacctmgr missing: no QOS limits, not an error
