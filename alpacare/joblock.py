@@ -12,6 +12,7 @@ start, rule) and waits for that job to end; it then runs on what the other left 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import logging
@@ -42,7 +43,12 @@ def hold(outputs, rule: str = "", directory: Path = DIRECTORY, wait: bool = True
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):  # e.g. ENOLCK: an NFS mount without locking
+            os.close(fd)
+            log.warning("cannot lock %s (%s): a job of the same outputs left running by a killed Snakemake "
+                        "would not be noticed", path, err)
+            return None
         holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "another process"
         message = (f"a job writing the same output ({outputs[0]}) still runs: {holder}. Its controller was "
                    f"probably killed; ")

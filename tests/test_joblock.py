@@ -33,3 +33,15 @@ def test_a_second_job_of_the_same_outputs_names_the_first_and_goes_on_once_it_is
         first.join(60)
     path = joblock.hold(["results/a.json", "results/b.json"], "generate_api", directory=tmp_path, wait=False)
     assert f"pid {os.getpid()}" in path.read_text()
+
+
+def test_a_filesystem_without_locks_is_said_and_the_job_goes_on(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    assert joblock.hold(["results/a.json"], "x", directory=tmp_path) is None
+    assert "cannot lock" in caplog.text and "No locks available" in caplog.text
