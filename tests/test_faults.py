@@ -151,8 +151,9 @@ def test_completed_calls_survive_a_breaker_trip(api, tmp_path):
 
 
 @pytest.mark.parametrize("status, message", [(400, "This model's maximum context length is 4097 tokens"),
-                                             (401, "invalid key"), (404, "no such model")])
+                                             (413, "request too large"), (404, "no such model")])
 def test_permanent_errors_fail_once_and_name_the_item(status, message, api, tmp_path):
+    """(A 401 stops the stage instead: test_a_refused_key_stops_the_stage_at_once_naming_its_variable.)"""
     api.fail(status, message)
     llm = make_llm("srv", spec_for("openai", api), settings_for(tmp_path, max_concurrency=1), rule="generate")
     first, second = llm.run(asks(2, "m"))
