@@ -240,7 +240,8 @@ def plot_figure(rows: list[dict], spec: dict, paths, published_judge: str | None
         if len(row_names) > 1:
             axes[j][0].set_ylabel(f"win rate (%), {row_label(row_name)}")
         else:
-            axes[j][0].set_ylabel("win rate vs reference (%)" if rows_of == "judges" else f"win rate vs {label(row_name)} (%)")
+            against = row_name if rows_of == "references" else bar_names[0] if len(bar_names) == 1 else None
+            axes[j][0].set_ylabel(f"win rate vs {label(against)} (%)" if against else "win rate vs reference (%)")
     handles = [Patch(color=colors[k], label=bar_labels[k]) for k in range(len(bar_names))]
     if any_published:
         handles.append(Line2D([], [], color="black", lw=1.8,

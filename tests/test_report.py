@@ -203,10 +203,16 @@ def test_leaderboard_and_annotations_follow_alpaca_evals_definitions(tmp_path):
     leaderboard.write_leaderboard(tmp_path / "leaderboard.csv", {"m": board, "better": {**board, "win_rate": 80.0}})
     lines = (tmp_path / "leaderboard.csv").read_text().splitlines()
     # alpaca_eval's header (src/alpaca_eval/leaderboards/data_AlpacaEval_2/*.csv): the model as an unnamed index
+    # then the model that answered for the judge's role (ours, as the length-controlled columns)
     assert lines[0] == (",win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,mode,avg_length,"
-                        "length_controlled_winrate,lc_standard_error")
+                        "length_controlled_winrate,lc_standard_error,annotator_model")
     assert [line.split(",")[0] for line in lines[1:]] == ["better", "m"]   # sorted by win rate
-    assert lines[2].endswith(",community,12,,")   # the length-controlled win rate: not estimable here, empty
+    # the length-controlled win rate: not estimable here, empty; these rows name no judge model
+    assert lines[2].endswith(",community,12,,,not recorded")
+    named = [{**row, "judge_model": "gpt-4o-mini-2024-07-18"} for row in rows]
+    records = leaderboard.annotations(named, model, reference, judge="j", model="m", reference="r", dataset="t")
+    assert {r["annotator"] for r in records} == {"j"} and {r["annotator_model"] for r in records} == {"gpt-4o-mini-2024-07-18"}
+    assert leaderboard.leaderboard_row(records, model, winrates.summarize(named))["annotator_model"] == "gpt-4o-mini-2024-07-18"
 
 
 RELEASED = yaml.safe_load((ROOT / "configs/released.yaml").read_text())
