@@ -258,3 +258,5 @@ def test_the_win_rate_table_names_who_answered_for_each_judge(tmp_path):
             "claude-haiku-4-5-20251001.") in out["md"].read_text()
     svg = out["svg"].read_text()
     assert "judge: claude-2's role, played by claude-haiku-4-5-20251001" in svg
+    for table in ("d", "a"):   # the tables by difficulty and of the judges' agreement say it too
+        assert "claude-2's role played by claude-haiku-4-5-20251001" in (tmp_path / f"{table}.md").read_text()
