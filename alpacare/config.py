@@ -80,8 +80,10 @@ RESERVED_FIGURE_NAMES = ("winrates", "winrates_by_difficulty", "judge_agreement"
 
 
 def fill_figure_judges(config: dict, source: str = "config") -> None:
-    """A figure without `judges` is drawn by evaluation's judges: the judge named on the command
-    line (`--config 'evaluation={judges: [...]}'`) then draws every figure."""
+    """A figure without `judges` is drawn by evaluation's judges: those of them the paper drew
+    it with (`paper_judges`), or all of them where none is, so the judge named on the command
+    line (`--config 'evaluation={judges: [...]}'`) draws every figure and a paper judge the run
+    did not ask is named as missing (alpacare.figures.missing_judges)."""
     for name, figure in config.get("figures", {}).items():
         if name in RESERVED_FIGURE_NAMES:
             raise ConfigError(f"{source}: 'figures.{name}': the name is taken by a results table "
@@ -90,7 +92,7 @@ def fill_figure_judges(config: dict, source: str = "config") -> None:
             judges = (config.get("evaluation") or {}).get("judges")
             if not judges:
                 raise ConfigError(f"{source}: 'figures.{name}' names no judges and there is no evaluation.judges to take")
-            figure["judges"] = list(judges)
+            figure["judges"] = [j for j in figure.get("paper_judges", []) if j in judges] or list(judges)
 
 
 def verdict_cells(config: dict) -> list[tuple[str, str, str, str]]:
@@ -159,7 +161,8 @@ def check_references(config: dict, source: str = "config") -> None:
     grids = {"evaluation": config.get("evaluation") or {}}
     grids.update((f"figures.{name}", grid) for name, grid in config.get("figures", {}).items())
     for where, grid in grids.items():
-        for kind, section in (("models", "generators"), ("references", "generators"), ("judges", "judges"), ("testsets", "testsets")):
+        for kind, section in (("models", "generators"), ("references", "generators"), ("judges", "judges"),
+                              ("paper_judges", "judges"), ("testsets", "testsets")):
             for n, name in enumerate(grid.get(kind, [])):
                 need(section, name, f"{where}.{kind}.{n}")
     for name, figure in config.get("figures", {}).items():
@@ -170,9 +173,12 @@ def check_references(config: dict, source: str = "config") -> None:
                 published = read_published(figure["published"])
             except PublishedError as err:
                 raise ConfigError(f"{source}: 'figures.{name}.published': {err}") from None
-            if figure["paper_figure"] not in published["figures"]:
-                raise ConfigError(f"{source}: 'figures.{name}.paper_figure': {figure['paper_figure']!r} is not in "
-                                  f"{figure['published']} (known: {', '.join(published['figures'])})")
+            wanted = figure["paper_figure"]
+            for n, key in enumerate([wanted] if isinstance(wanted, str) else wanted):
+                where = f"figures.{name}.paper_figure" + ("" if isinstance(wanted, str) else f".{n}")
+                if key not in published["figures"]:
+                    raise ConfigError(f"{source}: '{where}': {key!r} is not in "
+                                      f"{figure['published']} (known: {', '.join(published['figures'])})")
     for generator, testset in compared_outputs(config):
         spec = config["generators"][generator]
         if not any(k in spec for k in ("llm", "model", "backbone", "path")) and testset not in spec.get("import", {}):

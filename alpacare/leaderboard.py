@@ -14,7 +14,8 @@ rate with each preference rounded to a win, draw or loss, avg_length the model's
 length in characters, mode 'community' (what alpaca_eval gives a model it evaluates).
 length_controlled_winrate and lc_standard_error are ours (alpacare.winrates: one logistic fit
 per model and reference; alpaca_eval 2.0's GLM adds an instruction term), empty where not
-estimable.
+estimable; so is annotator_model, the model that answered for the judge's role (the verdicts'
+judge_model: `annotator` is the role), in the leaderboard and in each annotation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from .io import write_text
 from .winrates import ORDERS, order_score, scored_items
 
 LEADERBOARD_COLUMNS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
-                       "discrete_win_rate", "mode", "avg_length", "length_controlled_winrate", "lc_standard_error")
+                       "discrete_win_rate", "mode", "avg_length", "length_controlled_winrate", "lc_standard_error",
+                       "annotator_model")
 
 
 def annotations(rows: list[dict], model_outputs: list[dict], reference_outputs: list[dict], *, judge: str,
@@ -57,6 +59,8 @@ def annotations(rows: list[dict], model_outputs: list[dict], reference_outputs: 
             s = order_score(orders[order]) if order in orders else None
             record[f"preference_{order}"] = None if s is None else 1 + s
         record["raw_completion"] = {order: orders[order].get("reply") for order in ORDERS if order in orders}
+        answered = list(dict.fromkeys(r["judge_model"] for r in orders.values() if r.get("judge_model")))
+        record["annotator_model"] = " + ".join(answered) or None
         record["id"] = item["id"]
         out.append(record)
     return out
@@ -78,6 +82,7 @@ def leaderboard_row(records: list[dict], model_outputs: list[dict], summary: dic
         "avg_length": int(np.mean([len(o["output"]) for o in model_outputs])) if model_outputs else 0,
         "length_controlled_winrate": summary["lc_win_rate"],
         "lc_standard_error": summary["lc_se"],
+        "annotator_model": summary["judge_model"],
     }
 
 

@@ -124,6 +124,31 @@ FILES = {
     },
 }
 
+# How many records (JSON list items or JSON lines) a pinned file holds, counted from the file itself
+# (tests/test_published.py recounts the copies it has): what the README and the configs may state
+# about them, and what a forecast may assume before downloading. By folder where every file in it
+# holds the same rows (AlpaCare's released outputs per test set, alpaca_eval's per model).
+TEST_ROWS = {"medinstruct": 216, "medsi": 216, "iCliniq": 1000, "alpaca_eval": 805}   # the paper's Table 1 says 217
+ROWS = {
+    "alpacare": {
+        "data/MedInstruct-test.jsonl": TEST_ROWS["medsi"],
+        "data/MedInstruct-52k.json": 52002,
+        "data/med_seed.json": 167,
+        # reference outputs <model>/<set>_output.jsonl, released outputs <model>/<set>/seed_0.json
+        **{path: TEST_ROWS[path.split("/")[3].split("_")[0] if path.startswith("data/reference_outputs/") else path.split("/")[3]]
+           for path in FILES["alpacare"] if path.startswith(("data/reference_outputs/", "data/model_ouputs/"))},
+    },
+    "alpaca_eval": {path: TEST_ROWS["alpaca_eval"] for path in FILES["alpaca_eval"]},
+    "stanford_alpaca": {"alpaca_data.json": 52002},
+}
+
+
+def rows(ref: str) -> int | None:
+    """The records a pinned file holds (ROWS), or None where they were not counted."""
+    match = _REFERENCE.match(ref)
+    return ROWS.get(match["source"], {}).get(match["path"]) if match else None
+
+
 _REFERENCE = re.compile(r"^(?P<source>[a-z][a-z_]*):(?P<path>[^/].*)$")
 
 

@@ -13,16 +13,16 @@ from .io import atomic_path, write_text
 KEYS = ("judge", "reference", "testset", "model")
 COLUMNS = (*KEYS, "win_rate", "se", "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high", "tie_rate",
            "flip_rate", "win_rate_reference_first", "win_rate_model_first", "items", "scored_items", "invalid", "failed",
-           "lc_note")
+           "judge_model", "lc_note")
 DIFFICULTY_COLUMNS = (*KEYS, "difficulty", "win_rate", "se", "ci_low", "ci_high", "items", "scored_items", "invalid")
 AGREEMENT_COLUMNS = ("judge", "other_judge", "testset", "cells", "items", "identical", "kappa")
-TEXT_COLUMNS = (*KEYS, "other_judge", "published_source", "lc_note")  # left-aligned; the rest are numbers
+TEXT_COLUMNS = (*KEYS, "judge_model", "other_judge", "published_source", "lc_note")  # left-aligned; the rest are numbers
 HEADERS = {
     "win_rate": "win rate", "se": "SE", "ci_low": "95% CI low", "ci_high": "95% CI high", "lc_win_rate": "LC win rate",
     "lc_ci_low": "LC 95% CI low", "lc_ci_high": "LC 95% CI high", "lc_note": "LC n/a because",
     "tie_rate": "ties", "flip_rate": "order flips", "win_rate_reference_first": "win rate (ref. first)",
     "win_rate_model_first": "win rate (model first)", "scored_items": "scored", "testset": "test set",
-    "other_judge": "other judge", "identical": "identical item scores", "kappa": "Cohen's kappa",
+    "other_judge": "other judge", "judge_model": "answered by", "identical": "identical item scores", "kappa": "Cohen's kappa",
 }
 WINRATES_TITLE = ("Win rate (%) of each model against each reference, judged in both orders (win 1, tie 0.5, loss 0; "
                   "an item counts when both orders gave a verdict). SE and a bootstrap 95% interval over items; "
@@ -43,8 +43,19 @@ def lc_rule() -> str:
 
 
 def winrates_title(rows: list[dict]) -> str:
-    """The table's caption, with why the length-controlled win rate is n/a where it is."""
-    return WINRATES_TITLE.format(rule=lc_rule()) + lc_caption(rows)
+    """The table's caption, with who answered for each judge and why the length-controlled
+    win rate is n/a where it is."""
+    return WINRATES_TITLE.format(rule=lc_rule()) + answered_caption(rows) + lc_caption(rows)
+
+
+def answered_caption(rows: list[dict]) -> str:
+    """Each judge (a role) with the model(s) that answered for it (column 'answered by')."""
+    judges = {}
+    for row in rows:
+        judges.setdefault(row["judge"], {}).update(dict.fromkeys(row.get("judge_models", ())))
+    parts = [f"{judge}'s role played by {' and '.join(models) if models else 'a model its verdicts do not name'}"
+             + (" (several answered)" if len(models) > 1 else "") for judge, models in judges.items()]
+    return f" Judges by role: {'; '.join(parts)}." if parts else ""
 
 
 def lc_caption(rows: list[dict]) -> str:
@@ -151,7 +162,9 @@ def plot_winrates(rows: list[dict], paths) -> None:
             ax.axhline(50, color="grey", lw=0.8, ls="--")
             ax.set_xticks(range(len(refs)), refs, rotation=20, ha="right", fontsize=8)
             ax.set_ylim(0, 100)
-            ax.set_title(f"{testset} (judge: {judge})", fontsize=9)
+            answered = list(dict.fromkeys(m for r in panel for m in r.get("judge_models", ())))
+            ax.set_title(f"{testset} (judge: {judge}'s role, played by {' and '.join(answered) or 'an unnamed model'})",
+                         fontsize=9)
         row_axes[0].set_ylabel("win rate vs reference (%)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(models), 6), fontsize=8, frameon=False)

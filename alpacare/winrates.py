@@ -72,6 +72,7 @@ def summarize(rows: list[dict], lengths: dict | None = None, seed: int = 0) -> d
         "tie_rate": _pct(sum(r["model_score"] == 0.5 and r.get("preference") == "tie" for r in valid), len(valid)),
         # measured on what each order said by itself: a log-prob judge's debiased verdict agrees by construction
         "flip_rate": _pct(sum(by_order[i]["reference_first"] != by_order[i]["model_first"] for i in scored), len(scored)),
+        **answered_by(rows),
     }
     for order in ORDERS:
         mine = [order_score(r) for r in valid if r["order"] == order and order_score(r) is not None]
@@ -84,6 +85,15 @@ def summarize(rows: list[dict], lengths: dict | None = None, seed: int = 0) -> d
         diff = np.array([lengths[i][0] - lengths[i][1] for i in ids], dtype=float)
         result.update(length_controlled_estimate(np.array([scored[i] for i in ids], dtype=float), diff, seed))
     return result
+
+
+def answered_by(rows: list[dict]) -> dict:
+    """Which model(s) answered for the judge (the rows' `judge_model`): `judge_models`, in order
+    of first appearance, and `judge_model`, them joined for a table; several when a substitute
+    changed within the cell, which the table then says rather than pick one."""
+    models = list(dict.fromkeys(r["judge_model"] for r in rows if r.get("judge_model")))
+    text = (" + ".join(models) + (" (several answered)" if len(models) > 1 else "")) if models else "not recorded"
+    return {"judge_models": models, "judge_model": text}
 
 
 def mean_and_interval(scores: np.ndarray, seed: int) -> dict:

@@ -14,16 +14,21 @@ from conftest import ROOT, copy_project
 
 REFERENCES = ["text-davinci-003", "gpt-3.5-turbo", "gpt-4", "claude-2"]
 MEDICAL_7B = ["alpacare-llama-7b", "alpaca-llama-7b", "chatdoctor-7b", "medalpaca-7b", "pmc-llama-7b", "baize-healthcare-7b"]
-# The paper's figures, as the paper draws them: (figure, test sets, references, judge, models).
-# Judges and references by the paper's names; "gpt-3.5-turbo" judges unless the figure says otherwise.
+# The paper's figures, as the paper draws them: (figure, test sets, references, judges, models); the
+# addition (llama2_13b) holds the cells of no figure of the paper. tests/test_paper_figures.py checks
+# each figure's whole layout in both paper configs.
+TESTSETS = ["icliniq", "medinstruct-test", "alpacafarm"]
+BACKBONES_7B = ["alpacare-llama-7b", "alpaca-llama-7b", "alpacare-llama-2-7b", "alpaca-llama-2-7b"]
 FIGURES = [
-    ("figure2", ["icliniq", "medinstruct-test"], REFERENCES, "gpt-3.5-turbo", MEDICAL_7B),
-    ("figure3", ["alpacafarm"], REFERENCES, "gpt-3.5-turbo", MEDICAL_7B),
-    ("figure4", ["icliniq", "medinstruct-test", "alpacafarm"], REFERENCES, "gpt-3.5-turbo",
-     ["alpacare-llama-2-7b", "alpaca-llama-2-7b", "alpacare-llama-2-13b", "alpaca-llama-2-13b"]),
-    ("figure5", ["icliniq", "medinstruct-test"], REFERENCES, "claude-2", MEDICAL_7B),
-    ("figure6", ["icliniq", "medinstruct-test", "alpacafarm"], REFERENCES, "gpt-3.5-turbo",
+    ("figure2", ["icliniq", "medinstruct-test"], REFERENCES, ["gpt-3.5-turbo"], MEDICAL_7B),
+    ("figure3", ["alpacafarm"], REFERENCES, ["gpt-3.5-turbo"], MEDICAL_7B),
+    ("figure4", TESTSETS, ["gpt-4"], ["gpt-3.5-turbo"], BACKBONES_7B),
+    ("figure10", TESTSETS, REFERENCES, ["gpt-3.5-turbo"], BACKBONES_7B),
+    ("figure5", TESTSETS, ["gpt-4"], ["gpt-3.5-turbo", "claude-2"], MEDICAL_7B),
+    ("figure11", TESTSETS, REFERENCES, ["claude-2"], MEDICAL_7B),
+    ("figure6", TESTSETS, REFERENCES, ["gpt-3.5-turbo"],
      ["alpacare-llama-13b", "alpaca-llama-13b", "medalpaca-13b", "pmc-llama-13b"]),
+    ("llama2_13b", TESTSETS, REFERENCES, ["gpt-3.5-turbo"], ["alpacare-llama-2-13b", "alpaca-llama-2-13b"]),
 ]
 # snapshots their providers no longer serve (text-davinci-003 2024-01, gpt-3.5-turbo-0613 2024-09,
 # claude-2.x 2025-07, gpt-4 / gpt-3.5-turbo(-0125) 2026-10)
@@ -47,14 +52,14 @@ def planned_verdicts(tmp_path_factory):
     return set(found)
 
 
-@pytest.mark.parametrize("figure, testsets, references, judge, models", FIGURES, ids=[f[0] for f in FIGURES])
-def test_every_cell_of_the_papers_figures_is_planned(planned_verdicts, config, figure, testsets, references, judge, models):
-    cells = {(judge, r, t, m) for t in testsets for r in references for m in models}
+@pytest.mark.parametrize("figure, testsets, references, judges, models", FIGURES, ids=[f[0] for f in FIGURES])
+def test_every_cell_of_the_papers_figures_is_planned(planned_verdicts, config, figure, testsets, references, judges, models):
+    cells = {(j, r, t, m) for j in judges for t in testsets for r in references for m in models}
     missing = sorted(cells - planned_verdicts)
     assert not missing, f"{figure}: {len(missing)} cell(s) not planned, e.g. {missing[:5]}"
     grid = config["figures"][figure]   # the figure's own grid draws exactly these bars and panels
     assert (set(grid["testsets"]), set(grid["references"]), grid["judges"], set(grid["models"])) == \
-        (set(testsets), set(references), [judge], set(models))
+        (set(testsets), set(references), judges, set(models))
 
 
 def test_every_baseline_comes_from_a_pinned_checkpoint_or_released_outputs(config):

@@ -203,10 +203,16 @@ def test_leaderboard_and_annotations_follow_alpaca_evals_definitions(tmp_path):
     leaderboard.write_leaderboard(tmp_path / "leaderboard.csv", {"m": board, "better": {**board, "win_rate": 80.0}})
     lines = (tmp_path / "leaderboard.csv").read_text().splitlines()
     # alpaca_eval's header (src/alpaca_eval/leaderboards/data_AlpacaEval_2/*.csv): the model as an unnamed index
+    # then the model that answered for the judge's role (ours, as the length-controlled columns)
     assert lines[0] == (",win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,mode,avg_length,"
-                        "length_controlled_winrate,lc_standard_error")
+                        "length_controlled_winrate,lc_standard_error,annotator_model")
     assert [line.split(",")[0] for line in lines[1:]] == ["better", "m"]   # sorted by win rate
-    assert lines[2].endswith(",community,12,,")   # the length-controlled win rate: not estimable here, empty
+    # the length-controlled win rate: not estimable here, empty; these rows name no judge model
+    assert lines[2].endswith(",community,12,,,not recorded")
+    named = [{**row, "judge_model": "gpt-4o-mini-2024-07-18"} for row in rows]
+    records = leaderboard.annotations(named, model, reference, judge="j", model="m", reference="r", dataset="t")
+    assert {r["annotator"] for r in records} == {"j"} and {r["annotator_model"] for r in records} == {"gpt-4o-mini-2024-07-18"}
+    assert leaderboard.leaderboard_row(records, model, winrates.summarize(named))["annotator_model"] == "gpt-4o-mini-2024-07-18"
 
 
 RELEASED = yaml.safe_load((ROOT / "configs/released.yaml").read_text())
@@ -218,17 +224,25 @@ def test_every_published_number_has_a_cell_in_the_papers_configs(configfile):
 
     config = load(ROOT / configfile, ROOT)
     published = figures.read_published(ROOT / "data/paper/alpacare_published.yaml")
-    counts = {}
+    listed = {(key, panel["testset"], model, ref) for key, spec in published["figures"].items() for panel in spec["panels"]
+              for model, by_ref in panel["values"].items() for ref, value in by_ref.items() if value is not None}
+    counts, used = {}, set()
     for name, spec in config["figures"].items():
         if "paper_figure" not in spec:
-            continue   # Figure 5: no published numbers
+            continue   # Figure 11 and the addition: no published numbers
         cells = figures.published_cells(published, spec["paper_figure"], spec)
-        counts[name] = len(cells)
-        # no number in the file goes unused: a label typo would silently drop it
-        listed = sum(1 for panel in published["figures"][spec["paper_figure"]]["panels"]
-                     for by_ref in panel["values"].values() for value in by_ref.values() if value is not None)
-        assert len(cells) == listed, name
-    assert counts == {"figure2": 48, "figure3": 24, "figure4": 24, "figure6": 48}
+        label = lambda n: spec["names"].get(n, n)  # noqa: E731
+        used |= {(key, label(t), label(m), label(r)) for key in figures.paper_figures(spec)
+                 for t in spec["testsets"] for m in spec["models"] for r in spec["references"]} & listed
+        # drawn beside the cells of the judge that produced them, and no other
+        rows = [{"judge": j, "testset": t, "model": m, "reference": r, "win_rate": 50.0} for j in spec["judges"]
+                for t in spec["testsets"] for m in spec["models"] for r in spec["references"]]
+        shown = figures.figure_rows(rows, spec, cells, published["judge"])
+        assert all(math.isnan(r["published"]) for r in shown if r["judge"] != published["judge"]), name
+        counts[name] = sum(not math.isnan(r["published"]) for r in shown)
+    # no number in the file goes unused: a label typo would silently drop it
+    assert used == listed
+    assert counts == {"figure2": 48, "figure3": 24, "figure4": 12, "figure10": 48, "figure5": 18, "figure6": 48}
 
 
 def test_published_numbers_are_found_under_the_released_configs_names():
@@ -247,7 +261,7 @@ def test_published_numbers_are_found_under_the_released_configs_names():
 def test_a_figure_in_the_papers_layout_beside_the_published_numbers(tmp_path):
     from alpacare.stages.figure import make_figure
 
-    spec = {**RELEASED["figures"]["figure6"], "judges": ["j"], "published": str(ROOT / "data/paper/alpacare_published.yaml")}
+    spec = {**RELEASED["figures"]["figure6"], "judges": ["gpt-3.5-turbo"], "published": str(ROOT / "data/paper/alpacare_published.yaml")}
     spec["names"] = RELEASED["_names"]
     verdict_files, output_files = {}, {}
     for testset in spec["testsets"]:
@@ -259,16 +273,17 @@ def test_a_figure_in_the_papers_layout_beside_the_published_numbers(tmp_path):
         for m, model in enumerate(spec["models"]):
             for r, reference in enumerate(spec["references"]):
                 path = tmp_path / f"{model}.{reference}.{testset}.jsonl"
-                write_jsonl(path, rows_from({i: (float((i + m) % 3 > 0), float((i * r) % 4 > 1)) for i in range(40)}))
-                verdict_files[("j", reference, testset, model)] = path
-    verdict_files.pop(("j", "claude-2", "alpacafarm", "medalpaca-13b"))
+                write_jsonl(path, [{**row, "judge_model": "gpt-4o-mini-2024-07-18"} for row in
+                                   rows_from({i: (float((i + m) % 3 > 0), float((i * r) % 4 > 1)) for i in range(40)})])
+                verdict_files[("gpt-3.5-turbo", reference, testset, model)] = path
+    verdict_files.pop(("gpt-3.5-turbo", "claude-2", "alpacafarm", "medalpaca-13b"))
     out = {k: tmp_path / "out" / f"figure6.{ext}" for k, ext in [("png", "png"), ("svg", "svg"), ("csv", "csv"),
                                                                   ("md", "md"), ("html", "html")]}
     with pytest.raises(KeyError):   # every cell of the grid must be there
         make_figure(spec, verdict_files, output_files, spec["published"], out)
     path = tmp_path / "missing.jsonl"
     write_jsonl(path, rows_from({i: (None, None) for i in range(40)}))   # judged, nothing scored: no bar, no error
-    verdict_files[("j", "claude-2", "alpacafarm", "medalpaca-13b")] = path
+    verdict_files[("gpt-3.5-turbo", "claude-2", "alpacafarm", "medalpaca-13b")] = path
     make_figure(spec, verdict_files, output_files, spec["published"], out)
     table = list(csv.DictReader(out["csv"].read_text().splitlines()))
     assert len(table) == 3 * 4 * 4 and [r["testset"] for r in table[:17:16]] == ["icliniq", "medinstruct-test"]
@@ -280,7 +295,11 @@ def test_a_figure_in_the_papers_layout_beside_the_published_numbers(tmp_path):
     md = out["md"].read_text()
     assert md.startswith("Figure 6: Result comparison on 13B instruction-tuned models")
     assert "Published: Zhang et al., AlpaCare" in md and "(judge gpt-3.5-turbo)" in md
-    assert "LC n/a for 1 of 48 cells: j/claude-2/alpacafarm/medalpaca-13b: 0 scored item(s), fewer than 30." in md
+    assert "LC n/a for 1 of 48 cells: gpt-3.5-turbo/claude-2/alpacafarm/medalpaca-13b: 0 scored item(s), fewer than 30." in md
+    # the judge by its role and by the model that answered; the difference names both judges it compares
+    assert "Rebuilt; judge: gpt-3.5-turbo's role, played by gpt-4o-mini-2024-07-18." in md
+    assert "rebuilt - published (gpt-4o-mini-2024-07-18 minus the paper's gpt-3.5-turbo)" in md
+    assert row["judge_model"] == "gpt-4o-mini-2024-07-18"
     png, svg = out["png"].read_bytes(), out["svg"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"AlpaCare" in svg and b"Claude-2" in svg   # the paper's labels
     make_figure(spec, verdict_files, output_files, spec["published"], out)

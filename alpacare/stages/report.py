@@ -45,9 +45,10 @@ def make_report(verdict_files: dict, output_files: dict, testset_files: dict, ou
                          winrates.by_difficulty(rows_of_cell, difficulty[testset], seed=winrates.stable_seed(*key))]
     agreement = judge_agreement(verdicts)
     report.write_tables(rows, report.COLUMNS, report.winrates_title(rows), out["csv"], out["md"], out["tex"], out["html"])
-    report.write_tables(by_level, report.DIFFICULTY_COLUMNS, report.DIFFICULTY_TITLE, out["difficulty_csv"],
+    answered = report.answered_caption(rows)   # each judge's role and the model(s) that answered, on every table
+    report.write_tables(by_level, report.DIFFICULTY_COLUMNS, report.DIFFICULTY_TITLE + answered, out["difficulty_csv"],
                         out["difficulty_md"], out["difficulty_tex"], out["difficulty_html"])
-    report.write_tables(agreement, report.AGREEMENT_COLUMNS, report.AGREEMENT_TITLE + (
+    report.write_tables(agreement, report.AGREEMENT_COLUMNS, report.AGREEMENT_TITLE + answered + (
         "" if agreement else " (No two judges saw the same pairs in this run.)"), out["agreement_csv"],
         out["agreement_md"], out["agreement_tex"], out["agreement_html"])
     report.plot_winrates(rows, [out["png"], out["svg"]])
