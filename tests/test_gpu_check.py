@@ -1,6 +1,7 @@
 """bench/gpu_check.py, the GPU machine's check, runs end to end on the CPU with the tiny model
 (--tiny --cpu): the same code paths, so it is ready the day a GPU is lent."""
 
+import os
 import re
 import subprocess
 import sys
@@ -9,13 +10,17 @@ from conftest import ROOT
 
 
 def test_the_gpu_check_runs_on_the_cpu_with_the_tiny_model():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # alpacare found from the script's own place
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--tiny", "--cpu"],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+                            capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert any(re.fullmatch(r"train: 4 steps of 2 x <= 96 tokens, fp32 on CPU", line) for line in lines), lines
     assert any(re.fullmatch(r"train: [\d,]+ tokens/s \([\d,]+ tokens in [\d.]+ s\)", line) for line in lines)
     assert any(re.fullmatch(r"train: loss first \d+\.\d{4}, last \d+\.\d{4}", line) for line in lines)
+    # the 16-bit against fp32 comparison: on a CPU fp32 twice, the same curve
+    assert any(re.fullmatch(r"precision: fp32 against fp32 over 4 steps: last loss (\d+\.\d{4}) vs \1, "
+                            r"largest relative difference 0\.00e\+00", line) for line in lines), lines
     assert any(re.fullmatch(r"generate: one at a time [\d,]+ tokens/s, batched [\d,]+ tokens/s \([\d.]+x\)", line)
                for line in lines)
     # fp32 on a CPU: batching must not change a single greedy output
