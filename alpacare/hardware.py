@@ -138,7 +138,9 @@ def require_gpus(requested: int, setting: str, advice: str = "") -> None:
     if requested <= 0:
         return
     seen = visible_gpus()
-    if not torch.cuda.is_available() and torch.version.cuda is None:
+    # from the build, not torch.cuda.is_available(): that initialises the CUDA driver, after
+    # which vLLM's forked workers could not use it
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
         raise GPUError(f"{setting} asks for {requested} GPU(s), but this torch ({torch.__version__}) is a CPU-only "
                        "build: install a CUDA build of torch on the GPU nodes"
                        + (f"; {advice}" if advice else ", or set it to 0 to train on the CPU"))

@@ -42,15 +42,19 @@ def nvml(nvml_library, monkeypatch):
 def cuda_init_recorder(monkeypatch):
     """torch.cuda as a CUDA machine's: asking it for a device's properties initialises CUDA,
     which torch.cuda.is_initialized() then says (as vLLM asks before it picks fork or spawn)."""
-    state = {"initialised": False}
+    state = {"initialised": False, "driver": False}
 
     def lazy_init():
-        state["initialised"] = True
+        state["initialised"] = state["driver"] = True
+
+    def is_available():  # torch asks the CUDA runtime, which initialises the driver: a forked child could not use it
+        state["driver"] = True
+        return True
 
     monkeypatch.setattr(torch.cuda, "_lazy_init", lazy_init)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: state["initialised"])
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", is_available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     monkeypatch.setattr(torch.cuda, "_get_device_properties",
                         lambda i: types.SimpleNamespace(major=8, minor=0, name="A100"), raising=False)
     monkeypatch.setattr(torch.version, "cuda", "12.4")
@@ -69,10 +73,11 @@ def test_nvml_reads_the_jobs_gpus_in_cuda_visible_devices_order(nvml, monkeypatc
     assert hardware.visible_gpus() == 0 and hardware.precision() == "fp32"
 
 
-def test_vllm_starts_before_anything_initialises_cuda(nvml, cuda_init_recorder, monkeypatch, tmp_path):
+def test_vllm_starts_before_anything_initialises_cuda(nvml, cuda_init_recorder, monkeypatch, tmp_path, setup_state):
     """Once CUDA is initialised, vLLM starts its workers with spawn, which re-runs the job's
-    script: the stand-in engine refuses to start then. The engine's dtype and tensor-parallel
-    size come from the GPUs all the same."""
+    script: the stand-in engine refuses to start then. A job does what a generate job does
+    (alpacare.snake.setup with its 3 GPUs, then the engine); the engine's dtype and
+    tensor-parallel size come from the GPUs all the same."""
     from alpacare.llm.vllm_local import VLLMProvider
     from test_generate import FakeVLLM
     from tiny_llama import build_tiny_llama
@@ -91,8 +96,10 @@ def test_vllm_starts_before_anything_initialises_cuda(nvml, cuda_init_recorder, 
 
     vllm.LLM = Engine
     nvml("8.0:A100:40,8.0:A100:40,8.0:A100:40")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    snake.setup(job(3))
     VLLMProvider(path).complete_batch([Request(model=path, prompt="Hi", max_tokens=2)])
-    assert not cuda_init_recorder["initialised"]
+    assert cuda_init_recorder == {"initialised": False, "driver": False}
     # bf16 from Ampere on; the tiny model's 4 heads (2 KV heads) split over 2 of the 3 GPUs
     assert (vllm.engines[0].kwargs["dtype"], vllm.engines[0].kwargs["tensor_parallel_size"]) == ("bfloat16", 2)
 
