@@ -58,8 +58,10 @@ def nvml_devices() -> list[dict] | None:
         devices = []
         for device in wanted:
             handle = ctypes.c_void_p()
-            found = (nvml.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(device), ctypes.byref(handle))
-                     if isinstance(device, int) else nvml.nvmlDeviceGetHandleByUUID(device.encode(), ctypes.byref(handle)))
+            if isinstance(device, int):
+                found = nvml.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(device), ctypes.byref(handle))
+            else:
+                found = nvml.nvmlDeviceGetHandleByUUID(device.encode(), ctypes.byref(handle))
             if found != 0:
                 break  # CUDA too stops at the first id that names no device
             major, minor, name, memory = ctypes.c_int(), ctypes.c_int(), ctypes.create_string_buffer(96), _Memory()

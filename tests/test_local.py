@@ -187,3 +187,14 @@ def test_generation_runs_in_batches_of_at_most_the_row_limit(smollm2_dir, rows_s
     assert max(rows_seen) == 2
     if hardware.precision() == "fp32":
         assert [r.text for r in chunked] == [r.text for r in whole]
+
+
+def test_chunks_keep_order_and_stay_within_the_limit_of_their_longest_row():
+    from alpacare.llm.local import chunks
+
+    def limit(tokens):
+        return 1000 // tokens  # rows of `tokens` tokens that fit
+
+    # 5-row questions of 100 tokens (10 rows fit), then a long one of 250 (4 rows fit): alone
+    assert chunks([(5, 100), (5, 100), (5, 100), (5, 250), (1, 100)], limit) == [[0, 1], [2], [3], [4]]
+    assert chunks([(1, 10)] * 3, lambda tokens: 2) == [[0, 1], [2]] and chunks([], limit) == []

@@ -54,7 +54,19 @@ def row_limit(model, tokens_per_row: int) -> int:
     if not devices:
         return CPU_ROWS
     free = sum(torch.cuda.mem_get_info(d)[0] for d in devices)
-    return rows_that_fit(free, kv_bytes_per_token(model.config, model.dtype), tokens_per_row, model.config.get_text_config().vocab_size)
+    config = model.config
+    return rows_that_fit(free, kv_bytes_per_token(config, model.dtype), tokens_per_row, config.get_text_config().vocab_size)
+
+
+def row_tokens(tokenizer, request: Request) -> int:
+    """The longest a request's rows grow: its prompt and its longest option (counted in
+    characters, at least its tokens), its fields' limits and names, or its token budget."""
+    prompt = len(prompt_ids(tokenizer, request))
+    if request.choices:
+        return prompt + max(map(len, request.choices))
+    if request.fields:
+        return prompt + sum(limit + 8 for _, limit in request.fields)
+    return prompt + request.max_tokens
 
 
 def chunks(sizes: list[tuple[int, int]], limit) -> list[list[int]]:
@@ -93,18 +105,17 @@ class LocalProvider(Provider):
         with torch.inference_mode():
             # in chunks the free memory holds: scoring copies the prompt's cache once per option
             # (32 questions of 5 options: 160 rows), generation holds each row's cache to its longest
-            sizes = [(len(requests[i].choices), len(prompt_ids(tokenizer, requests[i])) + max(map(len, requests[i].choices)))
-                     for i in scoring]
-            for chunk in chunks(sizes, lambda tokens: row_limit(model, tokens)):
+            def limit(tokens):
+                return row_limit(model, tokens)
+
+            for chunk in chunks([(len(requests[i].choices), row_tokens(tokenizer, requests[i])) for i in scoring], limit):
                 mine = [scoring[n] for n in chunk]
                 for i, resp in zip(mine, self._score(model, tokenizer, [requests[i] for i in mine])):
                     out[i] = resp
-            sizes = [(1, len(prompt_ids(tokenizer, requests[i])) + sum(limit + 8 for _, limit in requests[i].fields)
-                      if requests[i].fields else len(prompt_ids(tokenizer, requests[i])) + requests[i].max_tokens)
-                     for i in generating]  # fields: each value's limit plus its name
-            for chunk in chunks(sizes, lambda tokens: row_limit(model, tokens)):
+            for chunk in chunks([(1, row_tokens(tokenizer, requests[i])) for i in generating], limit):
                 mine = [generating[n] for n in chunk]
-                for i, resp in zip(mine, _Decoder(model, tokenizer, [requests[i] for i in mine], self.progress_seconds).run()):
+                decoder = _Decoder(model, tokenizer, [requests[i] for i in mine], self.progress_seconds)
+                for i, resp in zip(mine, decoder.run()):
                     out[i] = resp
         return out
 
