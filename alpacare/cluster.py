@@ -100,7 +100,18 @@ def inference_gpus(cluster: dict, size_b: float) -> int:
     """GPUs for running a model: its bf16 weights plus as much again for the batch's KV cache."""
     if size_b < GPU_FROM_B:
         return 0
-    return max(1, math.ceil(2 * size_b * GPU_BYTES / cluster["gpu_memory_gb"]))
+    needed = max(1, math.ceil(2 * size_b * GPU_BYTES / cluster["gpu_memory_gb"]))
+    # a power of two: vLLM splits the attention heads evenly over its GPUs, and every LLaMA's
+    # head count (32, 40, 52, 64) divides by 2 and 4; three GPUs would leave one idle
+    return 1 << (needed - 1).bit_length()
+
+
+def largest_tensor_parallel(heads: int, kv_heads: int, gpus: int) -> int:
+    """vLLM's tensor-parallel size on `gpus` GPUs: the largest count the attention heads divide
+    by whose KV heads split evenly too (or are replicated evenly: vLLM copies each KV head to
+    tp / kv_heads GPUs when tp exceeds them). 40 heads (13B) on 3 GPUs: 2."""
+    return max(t for t in range(1, max(1, gpus) + 1)
+               if heads % t == 0 and (kv_heads % t == 0 or t % kv_heads == 0))
 
 
 def job_resources(config: dict, stage: str, backbone: str | None, attempt: int = 1) -> dict:
@@ -203,6 +214,10 @@ def _resources(cluster: dict, stage: str, size_b: float, gpus: int, host_gb: flo
     }
     if gpus and cluster.get("gpu_model"):
         resources["gpu_model"] = cluster["gpu_model"]
+    if gpus:
+        # all on one node: `--gpus=4` alone may be split over nodes, and the job's one process
+        # tree (accelerate launch, vLLM, device_map) sees only its own node's GPUs
+        resources["nodes"] = 1
     return resources
 
 

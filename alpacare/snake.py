@@ -1,9 +1,11 @@
-"""What every Snakemake script does first: log to the rule's log file, hold its outputs' lock
-(alpacare.joblock: one running job per output), pin torch threads, and remember the rule's
+"""What every Snakemake script does first: log to the rule's log file, make the script safe
+for spawned children, hold its outputs' lock (alpacare.joblock: one running job per output),
+give a GPU job its devices and check it sees them, pin torch threads, and remember the rule's
 name for the ledger and error messages."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import sys
 
@@ -36,11 +38,35 @@ def setup(snakemake) -> None:
     # the error that ends a job belongs in its log file, not only on the terminal
     sys.excepthook = lambda kind, value, tb: logging.getLogger("alpacare").error(
         "%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+    spawn_safe_main()
     # a job of the same outputs left running by a killed controller: wait for it, never pay twice
     joblock.hold(list(getattr(snakemake, "output", None) or []), _rule)
+    gpus = int(getattr(snakemake, "resources", {}).get("gpu", 0) or 0)
+    if gpus:
+        from . import gpus as devices
+        from . import hardware
+
+        who = f"rule {_rule or '?'}"
+        devices.claim(gpus, who)  # before anything initialises CUDA; a no-op under SLURM
+        if not (_config.get("cluster") or {}).get("fake_gpus"):  # a test cluster's GPUs have no CUDA behind them
+            # a GPU job never runs on the CPU instead, for inference as for training
+            hardware.require_gpus(gpus, f"{who}'s resources.gpu", advice="a job that runs a model of 1B parameters "
+                                  "or more asks for GPUs (alpacare.cluster); run it where it gets them")
     try:
         import torch
 
         torch.set_num_threads(max(1, snakemake.threads))
     except ImportError:
         pass
+
+
+def spawn_safe_main() -> None:
+    """A process started with `spawn` (vLLM's workers once CUDA is up, torch's DataLoader
+    workers, ...) re-runs its parent's main script before its own work: for Snakemake's
+    generated script, with no `if __name__ == "__main__"` guard, the whole job again, which
+    stops in the child while it bootstraps. Naming the main module `__main__` in its spec makes
+    multiprocessing's children skip that step; what they run (library functions) is imported by
+    its own module's name, so they lose nothing."""
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None:
+        main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)

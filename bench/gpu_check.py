@@ -2,6 +2,7 @@
 peft installed; no network, no vLLM). Run it where a GPU is lent and put its lines in the note:
 
     python bench/gpu_check.py            # about 3-5 minutes on one H100/H200-class GPU
+    bench/gpu_wheels.sh run              # the same on a node whose packages are too old (README)
     python bench/gpu_check.py --tiny --cpu   # seconds: the smoke test CI runs (tests/test_gpu_check.py)
 
 1. train: a randomly initialised ~1.1B Llama (built from a config, no download; the tiny test
@@ -9,6 +10,8 @@ peft installed; no network, no vLLM). Run it where a GPU is lent and put its lin
    trainer (alpacare.train.run) in the precision the GPU gets (bf16 + tf32 from Ampere on):
    tokens/s, MFU (6 x parameters FLOPs per token over the GPU's dense bf16 peak), peak GPU
    memory, the loss at the first and last step.
+   precision: the first (up to 40) steps again in the GPU's precision and in fp32: the
+   largest relative difference between the two loss curves.
 2. generate: the trained model on Alpaca prompts, one batched greedy decode (alpacare's
    LocalProvider) against one prompt at a time: tokens/s of each, and how many of the
    outputs differ (bf16 sums in another order when the batch shape changes).
@@ -32,7 +35,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # alpacare from this checkout, installed or not
 
 from tiny_llama import RECORDS, build_tiny_llama  # noqa: E402
 
@@ -76,17 +79,27 @@ def build_model(out: Path, tiny: bool, device: str) -> tuple[str, int]:
     return path, params
 
 
-def train_phase(model_dir: str, params: int, work: Path, args) -> str:
+def train_once(model_dir: str, work: Path, args, steps: int, fp32: bool = False) -> tuple[dict, dict]:
+    """One training run of `steps` steps on the same data and seed: (run, final state). fp32:
+    in float32 whatever the GPU (the reference the 16-bit run is compared with)."""
     hp = {"method": "full", "epochs": 1, "lr": 3e-4, "batch_size": args.batch, "max_length": args.max_length,
           "warmup_ratio": 0.03, "seed": 0}
     run = resolve_run(hp, {"gpus": 0 if args.cpu else 1, "micro_batch_size": args.batch, "save_minutes": 10**6,
                            "progress_seconds": 30}, 1, model_dir, work)
+    if fp32:
+        run["runtime"].update(precision="fp32", tf32=False)
     data = Path(run["data"])
     data.parent.mkdir(parents=True)
-    data.write_text(json.dumps(records(args.steps * args.batch, repeat=args.repeat)))
+    data.write_text(json.dumps(records(steps * args.batch, repeat=args.repeat)))
     if torch.cuda.is_available() and not args.cpu:
         torch.cuda.reset_peak_memory_stats()
-    state = train.run(run)
+    return run, train.run(run)
+
+
+def train_phase(model_dir: str, params: int, work: Path, args) -> str:
+    run, state = train_once(model_dir, work, args, args.steps)
+    data = Path(run["data"])
+    hp = run["hp"]
     seconds = state["train_runtime_metrics"]["train_runtime"]
     from transformers import AutoTokenizer
 
@@ -108,6 +121,21 @@ def train_phase(model_dir: str, params: int, work: Path, args) -> str:
     trained = Path(run["work_dir"]) / train.TRAINED_DIR
     tokenizer.save_pretrained(trained)
     return str(trained)
+
+
+def precision_phase(model_dir: str, work: Path, args) -> None:
+    """The first steps in the GPU's precision (bf16 from Ampere on) against float32: the loss
+    curves should agree to a few parts in a thousand (a CPU compares fp32 with itself)."""
+    steps = min(args.steps, 40)
+    curves = {}
+    for fp32 in (False, True):
+        run, state = train_once(model_dir, work / f"fp32-{fp32}", args, steps, fp32=fp32)
+        curves[run["runtime"]["precision"] + (" (reference)" if fp32 else "")] = [h["loss"] for h in state["log"]]
+        free_memory()
+    (low, low_curve), (_, reference) = curves.items()
+    worst = max(abs(a - b) / max(abs(b), 1e-9) for a, b in zip(low_curve, reference))
+    say("precision", f"{low} against fp32 over {len(reference)} steps: last loss {low_curve[-1]:.4f} vs {reference[-1]:.4f}, "
+                     f"largest relative difference {worst:.2e}")
 
 
 def generate_phase(model_dir: str, args) -> None:
@@ -218,6 +246,8 @@ def main():
         device = "cpu" if args.cpu else "cuda"
         model_dir, params = build_model(scratch / "model", args.tiny, device)
         trained = train_phase(model_dir, params, scratch / "train", args)
+        free_memory()
+        precision_phase(model_dir, scratch / "precision", args)
         generate_phase(trained, args)
         free_memory()
         if not args.cpu and hardware.visible_gpus() >= 2:

@@ -41,7 +41,7 @@ def _slurm(resources):
     return {**resources, **{k: site.get(k) for k in ("slurm_partition", "slurm_account", "qos")}}
 
 
-RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "gpu_model", "slurm_partition", "slurm_account", "qos")
+RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "gpu_model", "nodes", "slurm_partition", "slurm_account", "qos")
 
 
 def _directives(compute):

@@ -134,6 +134,9 @@ def fake_gpus(monkeypatch, *capabilities):
     kernel runs on them."""
     import torch
 
+    from alpacare import hardware
+
+    monkeypatch.setattr(hardware, "NVML_LIBRARY", "no-nvml-in-tests.so")  # a GPU machine's driver would answer first
     monkeypatch.setattr(torch.cuda, "is_available", lambda: bool(capabilities))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(capabilities))
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capabilities[i])

@@ -122,3 +122,79 @@ def test_a_decode_batch_logs_its_progress_in_the_job_log(smollm2_dir, caplog):
     assert "tokens/s, at most ~" in lines[0] and lines[0].endswith("s left")
     assert any(line.startswith("local decode: 1/2 done, step 3 of at most 6, 6 tokens") for line in lines)
     assert lines[-1].startswith("local decode: 2/2 done, step 6 of at most 6, 9 tokens") and lines[-1].endswith("~0s left")
+
+
+def test_a_7b_models_batch_is_what_its_kv_cache_leaves_room_for():
+    """Llama-2-7B on a 40 GB GPU beside its 12.6 GiB of bf16 weights: 32 rows of 2048 tokens
+    would need 32 GiB of KV cache (512 KiB a token); Llama-3-8B's grouped KV heads (8 of 32)
+    fit four times the rows."""
+    from transformers import LlamaConfig
+
+    from alpacare.llm.local import kv_bytes_per_token, rows_that_fit
+
+    llama2 = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                         vocab_size=32000)
+    llama3 = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                         vocab_size=128256)
+    assert kv_bytes_per_token(llama2, torch.bfloat16) == 512 * 1024
+    free = int((40e9 - 12.6 * 2**30))
+    rows = rows_that_fit(free, kv_bytes_per_token(llama2, torch.bfloat16), 2048, llama2.vocab_size)
+    assert 16 <= rows < 32 and rows * 2048 * 512 * 1024 <= free
+    assert rows_that_fit(free, kv_bytes_per_token(llama3, torch.bfloat16), 2048, llama3.vocab_size) >= 4 * rows - 3
+
+
+@pytest.fixture()
+def rows_seen(smollm2_dir):
+    """The batch rows of every forward pass of the loaded model."""
+    from alpacare.checkpoints import load_model
+
+    model, _ = load_model(smollm2_dir)
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    yield seen
+    handle.remove()
+
+
+def test_options_are_scored_in_chunks_of_rows(smollm2_dir, rows_seen, monkeypatch):
+    """Scoring copies a question's cache once per option: 8 questions of 5 options are 40 rows
+    in one pass unless chunked; the scores do not depend on the chunks."""
+    from alpacare.llm import local
+
+    options = (" aspirin", " paracetamol", " ibuprofen tablets", " no treatment at all", " metformin")
+    requests = [Request(model=smollm2_dir, prompt=f"Question {n}: which drug? Answer:", choices=options) for n in range(8)]
+    monkeypatch.setattr(local, "CPU_ROWS", 1000)
+    whole = LocalProvider(smollm2_dir).complete_batch(requests)
+    assert max(rows_seen) == 40
+    rows_seen.clear()
+    monkeypatch.setattr(local, "CPU_ROWS", 12)
+    chunked = LocalProvider(smollm2_dir).complete_batch(requests)
+    assert max(rows_seen) == 10  # two questions a pass
+    for a, b in zip(whole, chunked):
+        assert a.text == b.text and a.choice_logprobs == pytest.approx(b.choice_logprobs, abs=1e-4)
+
+
+def test_generation_runs_in_batches_of_at_most_the_row_limit(smollm2_dir, rows_seen, monkeypatch):
+    from alpacare.llm import local
+
+    requests = [Request(model=smollm2_dir, prompt=f"Fact {n} about insulin:", max_tokens=4) for n in range(5)]
+    monkeypatch.setattr(local, "CPU_ROWS", 1000)
+    whole = LocalProvider(smollm2_dir).complete_batch(requests)
+    assert max(rows_seen) == 5
+    rows_seen.clear()
+    monkeypatch.setattr(local, "CPU_ROWS", 2)
+    chunked = LocalProvider(smollm2_dir).complete_batch(requests)
+    assert max(rows_seen) == 2
+    if hardware.precision() == "fp32":
+        assert [r.text for r in chunked] == [r.text for r in whole]
+
+
+def test_chunks_keep_order_and_stay_within_the_limit_of_their_longest_row():
+    from alpacare.llm.local import chunks
+
+    def limit(tokens):
+        return 1000 // tokens  # rows of `tokens` tokens that fit
+
+    # 5-row questions of 100 tokens (10 rows fit), then a long one of 250 (4 rows fit): alone
+    assert chunks([(5, 100), (5, 100), (5, 100), (5, 250), (1, 100)], limit) == [[0, 1], [2], [3], [4]]
+    assert chunks([(1, 10)] * 3, lambda tokens: 2) == [[0, 1], [2]] and chunks([], limit) == []

@@ -25,6 +25,7 @@ NOT_RUN_HERE = {
     r"^python -m alpacare\.bundle (restore|verify)\b|--configfile results/bundle/": (
         "needs a replay bundle: tests/test_released.py builds one and runs the README's replay block verbatim"),
     r"\.\.\.": "an elided example, not a command",
+    r"^bench/gpu_wheels\.sh\b": "fetches from PyPI and runs the GPU check: tests/test_gpu_check.py runs both",
     r"--report\b": ("collects a finished run's results (nothing to collect here): tests/test_rebuilds.py and "
                     "tests/test_released.py run it after a real run"),
 }

@@ -24,6 +24,64 @@ DECODER_VERSION = 3
 
 log = logging.getLogger("alpacare.llm")
 
+# Rows (requests, or a question's options when scoring) in one forward pass. On a GPU, as many
+# as the free memory holds beside the weights: each row's KV cache for its longest sequence and
+# its last logits; on a CPU memory is seldom the limit, and a fixed batch keeps every core busy.
+CPU_ROWS = 32
+FREE_MEMORY_FRACTION = 0.85  # of the free GPU memory: the allocator's fragmentation and activations take the rest
+LOGIT_COPIES = 3  # a row's last logits in fp32, their softmax and the sampling's working copy
+
+
+def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
+    """Bytes of KV cache one token takes: layers x KV heads x head size x (key + value) x dtype
+    bytes (Llama-2-7B in 16-bit: 32 x 32 x 128 x 2 x 2 = 512 KiB)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return text.num_hidden_layers * kv_heads * head_dim * 2 * dtype.itemsize
+
+
+def rows_that_fit(free_bytes: int, kv_per_token: int, tokens_per_row: int, vocab: int) -> int:
+    """How many rows of `tokens_per_row` tokens a forward pass may carry in `free_bytes` of GPU memory."""
+    per_row = kv_per_token * tokens_per_row + LOGIT_COPIES * 4 * vocab
+    return max(1, int(FREE_MEMORY_FRACTION * free_bytes) // per_row)
+
+
+def row_limit(model, tokens_per_row: int) -> int:
+    """Rows per forward pass for this model: from the free memory of its GPUs, or CPU_ROWS."""
+    devices = {p.device for p in model.parameters() if p.device.type == "cuda"}
+    if not devices:
+        return CPU_ROWS
+    free = sum(torch.cuda.mem_get_info(d)[0] for d in devices)
+    config = model.config
+    return rows_that_fit(free, kv_bytes_per_token(config, model.dtype), tokens_per_row, config.get_text_config().vocab_size)
+
+
+def row_tokens(tokenizer, request: Request) -> int:
+    """The longest a request's rows grow: its prompt and its longest option (counted in
+    characters, at least its tokens), its fields' limits and names, or its token budget."""
+    prompt = len(prompt_ids(tokenizer, request))
+    if request.choices:
+        return prompt + max(map(len, request.choices))
+    if request.fields:
+        return prompt + sum(limit + 8 for _, limit in request.fields)
+    return prompt + request.max_tokens
+
+
+def chunks(sizes: list[tuple[int, int]], limit) -> list[list[int]]:
+    """Consecutive groups of items, each item (rows, tokens per row), so that a group's rows
+    stay within limit(its longest tokens per row). Returns the items' indices per group."""
+    groups, current, rows, longest = [], [], 0, 0
+    for i, (n, tokens) in enumerate(sizes):
+        wider = max(longest, tokens)
+        if current and rows + n > limit(wider):
+            groups.append(current)
+            current, rows, wider = [], 0, tokens
+        current.append(i)
+        rows, longest = rows + n, wider
+    return groups + ([current] if current else [])
+
 
 class LocalProvider(Provider):
     name = "local"
@@ -45,10 +103,19 @@ class LocalProvider(Provider):
         scoring = [i for i, r in enumerate(requests) if r.choices]
         generating = [i for i, r in enumerate(requests) if not r.choices]
         with torch.inference_mode():
-            for i, resp in zip(scoring, self._score(model, tokenizer, [requests[i] for i in scoring])):
-                out[i] = resp
-            if generating:
-                for i, resp in zip(generating, _Decoder(model, tokenizer, [requests[i] for i in generating], self.progress_seconds).run()):
+            # in chunks the free memory holds: scoring copies the prompt's cache once per option
+            # (32 questions of 5 options: 160 rows), generation holds each row's cache to its longest
+            def limit(tokens):
+                return row_limit(model, tokens)
+
+            for chunk in chunks([(len(requests[i].choices), row_tokens(tokenizer, requests[i])) for i in scoring], limit):
+                mine = [scoring[n] for n in chunk]
+                for i, resp in zip(mine, self._score(model, tokenizer, [requests[i] for i in mine])):
+                    out[i] = resp
+            for chunk in chunks([(1, row_tokens(tokenizer, requests[i])) for i in generating], limit):
+                mine = [generating[n] for n in chunk]
+                decoder = _Decoder(model, tokenizer, [requests[i] for i in mine], self.progress_seconds)
+                for i, resp in zip(mine, decoder.run()):
                     out[i] = resp
         return out
 

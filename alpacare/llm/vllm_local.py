@@ -15,14 +15,18 @@ it is not a dependency of the project (pip install vllm on the GPU node).
   base gives somewhat different replies. Replies are cached per backend (the provider's name
   is part of the key), so the two are never mixed up.
 - dtype follows the job's GPUs (alpacare.hardware): bfloat16 from Ampere on, float16 before,
-  where vLLM refuses bfloat16."""
+  where vLLM refuses bfloat16. Asking that question initialises no CUDA (NVML answers): vLLM
+  starts its workers by fork then; once CUDA is up it must use spawn, whose children re-import
+  the job's script (alpacare.snake.setup makes that harmless too)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .. import hardware
+from ..cluster import largest_tensor_parallel
 from ..checkpoints import adapter_checkpoint, base_dir, fingerprint
 from .base import LLMError, Provider, Request, Response
 
@@ -31,6 +35,17 @@ from .base import LLMError, Provider, Request, Response
 PROMPTING_VERSION = 2
 VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+log = logging.getLogger("alpacare.llm")
+
+
+def tensor_parallel_size(model_dir: Path, gpus: int) -> int:
+    """vLLM's tensor-parallel size for the model in `model_dir` (its config.json) on `gpus` GPUs."""
+    config = json.loads((model_dir / "config.json").read_text())
+    heads = config.get("num_attention_heads")
+    if heads is None:
+        raise LLMError(f"{model_dir / 'config.json'}: no num_attention_heads, so no tensor-parallel size can be chosen")
+    return largest_tensor_parallel(heads, config.get("num_key_value_heads") or heads, gpus)
 
 
 def _vllm():
@@ -64,14 +79,21 @@ class VLLMProvider(Provider):
             if precision not in VLLM_DTYPES:
                 raise LLMError(f"{self.model_dir}: the vLLM backend needs a CUDA GPU and this job sees none "
                                "(generation.backend: transformers runs on the CPU)")
-            # tensor parallel over every GPU the job was granted (two for a 13B model)
-            kwargs = {"dtype": VLLM_DTYPES[precision], "seed": 0,
-                      "tensor_parallel_size": max(1, hardware.visible_gpus())}
             model = self.model_dir
-            if adapter_checkpoint(self.model_dir) is not None:
+            lora = adapter_checkpoint(self.model_dir) is not None
+            if lora:
+                model = str(base_dir(self.model_dir))
+            # tensor parallel over the granted GPUs the model's attention heads divide among
+            # (two for a 13B model; of three GPUs, 40 heads use two)
+            granted = hardware.visible_gpus()
+            shards = tensor_parallel_size(Path(model), granted)
+            if shards < granted:
+                log.warning("%s: %d GPU(s) granted, vLLM uses %d (tensor parallelism needs a count the attention "
+                            "heads divide by)", self.model_dir, granted, shards)
+            kwargs = {"dtype": VLLM_DTYPES[precision], "seed": 0, "tensor_parallel_size": shards}
+            if lora:
                 adapter = Path(self.model_dir) / "adapter"
                 rank = json.loads((adapter / "adapter_config.json").read_text())["r"]
-                model = str(base_dir(self.model_dir))
                 kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=next(r for r in LORA_RANKS if r >= rank))
                 from vllm.lora.request import LoRARequest
 
