@@ -5,16 +5,19 @@ figure byte for byte (`snakemake ... bundle` writes it to results/bundle/).
       README.md      the three replay commands
       config.yaml    the run's whole configuration as it ran (config files and --config merged)
       configs/       the config files given with --configfile, as they were
-      cache.jsonl    every cached reply the tables used: {"key", "response"}, one a line, by key
+      cache.jsonl    every cached reply the results depend on: {"key", "response"}, one a line, by key
       lock/          the environment: the project's lock files and environment.txt (what was installed)
       manifest.json  SHA-256 of every verdict file, table and figure the bundle rebuilds; the
-                     published inputs (pinned by checksum, downloaded again on replay)
+                     published inputs (pinned by checksum, downloaded again on replay): test
+                     sets, imported outputs, official seeds and teacher and judge prompts
 
-Which replies the tables used is read from the verdict rows (`cache_keys`: each attempt's cache
-entry), not from the cache's storage, so the bundle holds exactly those and works with any cache
-that answers `get` and `put` by key. Public inputs (test sets, released outputs) are not copied:
-the replay downloads them again from their commit-pinned addresses, refused unless their
-checksums match (alpacare/published.py; ALPACARE_MIRROR for an offline copy).
+Which replies the results depend on is read from what the jobs recorded, not from the cache's
+storage: the verdict rows (`cache_keys`: each attempt's cache entry) and the list every LLM job
+writes beside its output (results/replies/<output>.keys: the teacher's tasks, the responses,
+the generations, the judgments), so the bundle holds exactly those, for any config, and works
+with any cache that answers `get` and `put` by key. Public inputs are not copied: the replay
+downloads them again from their commit-pinned addresses, refused unless their checksums match
+(alpacare/published.py; ALPACARE_MIRROR for an offline copy).
 
 Replay (python -m alpacare.bundle --help):
     python -m alpacare.bundle restore results/bundle     # the replies into the config's cache
@@ -48,7 +51,7 @@ python -m alpacare.bundle verify {bundle}
 ```
 
 `restore` puts the {replies} cached replies into the cache the config names ({cache}); the
-run answers every judge request from it (replay-only: a request it lacks stops the run, naming
+run answers every LLM request (teacher, responses, generations, judges) from it (replay-only: a request it lacks stops the run, naming
 it); `verify` compares the rebuilt files with the SHA-256 sums in manifest.json. Public inputs
 are downloaded again from their commit-pinned addresses and checked (manifest.json: inputs).
 """
@@ -74,6 +77,29 @@ def used_keys(verdict_files) -> list[str]:
     return sorted(keys)
 
 
+def reply_lists(root: str | Path = ".") -> list[Path]:
+    """The reply lists (alpacare.snake.replies_file) of the outputs that exist under `root`;
+    a list whose output is gone (another config's, since removed) is left out."""
+    from .snake import REPLIES
+
+    lists = []
+    for path in sorted(Path(root, REPLIES).rglob("*.keys")):
+        output = Path(root, "results", path.relative_to(Path(root, REPLIES)).as_posix()[: -len(".keys")])
+        if output.exists():
+            lists.append(path)
+    return lists
+
+
+def listed_keys(lists) -> dict[str, Path]:
+    """Every cache key the reply lists name -> the (first) list naming it."""
+    keys: dict[str, Path] = {}
+    for path in lists:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                keys.setdefault(line.strip(), Path(path))
+    return keys
+
+
 def environment() -> str:
     """name==version of every installed distribution, sorted: what ran, beside the lock files."""
     seen = {}
@@ -85,23 +111,25 @@ def environment() -> str:
 
 
 def write_bundle(out, *, config: dict, configfiles, cache, verdict_files, result_files, lock_files,
-                 inputs: dict | None = None) -> None:
+                 inputs: dict | None = None, replies=()) -> None:
     """The bundle directory `out` (module docstring); cache: an object with get(key) -> Response
     or None (alpacare.llm.Cache); result_files: the tables and figures to rebuild (paths under
-    results/); inputs: what each public input was pinned to (for the record)."""
+    results/); inputs: what each public input was pinned to (for the record); replies: the
+    jobs' reply lists (reply_lists())."""
     out = Path(out)
-    keys = used_keys(verdict_files)
+    needed = {key: None for key in used_keys(verdict_files)} | {k: v for k, v in listed_keys(replies).items()}
     lines, missing = [], []
-    for key in keys:
+    for key in sorted(needed):
         response = cache.get(key)
         if response is None:
             missing.append(key)
         else:
             lines.append(json.dumps({"key": key, "response": response.to_json()}, ensure_ascii=False, sort_keys=True))
     if missing:
-        raise BundleError(f"{len(missing)} reply(ies) the verdicts used are not in the cache ({', '.join(k[:12] for k in missing[:5])}"
-                          f"{', ...' if len(missing) > 5 else ''}): failed calls are never cached, and a replay would stop "
-                          "there; rerun the judging with a key until every judgment has its reply")
+        where = sorted({str(needed[k]) if needed[k] else "the verdicts" for k in missing})
+        raise BundleError(f"{len(missing)} reply(ies) the results depend on are not in the cache ({', '.join(k[:12] for k in missing[:5])}"
+                          f"{', ...' if len(missing) > 5 else ''}; named by {', '.join(where[:5])}): failed calls are never "
+                          "cached, and a replay would stop there; rerun those jobs with a key until every request has its reply")
     if out.exists():
         shutil.rmtree(out)
     tmp = out.with_name(out.name + ".tmp")

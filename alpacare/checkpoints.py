@@ -85,17 +85,69 @@ def fingerprint(path: str | Path) -> str:
     """sha256 over the files that decide a model's replies (weights, config, tokenizer, a LoRA
     adapter, and for base + adapter checkpoints the base's own fingerprint): a retrained
     checkpoint at the same path gets a new cache identity, so its replies are never confused
-    with the old ones. Training records (train_*: logs with timings, the loss figure) are left out."""
-    digest = hashlib.sha256()
+    with the old ones. Training records (train_*: logs with timings, the loss figure) are left out.
+    Every byte counts, the library versions the JSON files name too: the identity of local
+    replies cached before canonical keys (model_identity is today's)."""
+    return fingerprints(path)[1]
+
+
+def model_identity(path: str | Path) -> str:
+    """fingerprint without what the libraries that wrote the files add: a JSON file counts by
+    its content (`transformers_version`, `_name_or_path` and the like left out, `torch_dtype`
+    and `dtype` one name, key order and spacing ignored), so an upgrade of transformers that
+    rewrites config.json keeps every cached reply; a different weight, setting or token does not."""
+    return fingerprints(path)[0]
+
+
+# written by the library, not deciding a reply: its version, where the files were loaded from
+LIBRARY_FIELDS = {"transformers_version", "_commit_hash", "_name_or_path", "peft_version"}
+
+
+def _canonical_json(data: bytes) -> bytes | None:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {("dtype" if k == "torch_dtype" else k): clean(x) for k, x in v.items() if k not in LIBRARY_FIELDS}
+        return [clean(x) for x in v] if isinstance(v, list) else v
+
+    return json.dumps(clean(value), sort_keys=True, separators=(",", ":")).encode()
+
+
+_FINGERPRINTS: dict[tuple, tuple[str, str]] = {}
+
+
+def fingerprints(path: str | Path) -> tuple[str, str]:
+    """(model_identity, fingerprint) of a model directory, its files read once (a 7B model's
+    weights are 13 GB), remembered while no file changes."""
     root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        name = file.relative_to(root).as_posix()
-        if any(part.startswith(("train_", ".")) for part in file.relative_to(root).parts):
-            continue
-        digest.update(name.encode())
-        with open(file, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and not any(part.startswith(("train_", ".")) for part in p.relative_to(root).parts))
+    stamp = (str(root.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp in _FINGERPRINTS:
+        return _FINGERPRINTS[stamp]
+    canonical, legacy = hashlib.sha256(), hashlib.sha256()
+    for file in files:
+        name = file.relative_to(root).as_posix().encode()
+        canonical.update(name)
+        legacy.update(name)
+        if file.suffix == ".json" and file.stat().st_size < 64 * 2**20:
+            data = file.read_bytes()
+            legacy.update(hashlib.sha256(data).digest())
+            cleaned = _canonical_json(data)
+            canonical.update(hashlib.sha256(data if cleaned is None else cleaned).digest())
+        else:
+            with open(file, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").digest()
+            legacy.update(digest)
+            canonical.update(digest)
     base_file = root / BASE_MODEL_FILE
     if base_file.exists():
-        digest.update(fingerprint(base_dir(root)).encode())
-    return digest.hexdigest()
+        base_canonical, base_legacy = fingerprints(base_dir(root))
+        canonical.update(base_canonical.encode())
+        legacy.update(base_legacy.encode())
+    _FINGERPRINTS[stamp] = canonical.hexdigest(), legacy.hexdigest()
+    return _FINGERPRINTS[stamp]

@@ -23,7 +23,9 @@ What keeps it safe while jobs may run, each checked rather than guessed from mod
   a `merged` table, the ledger's first line), in the same file that holds its lines, so a
   repeated compaction, or one after a crash between the rename and the deletes, never merges a
   line twice; a shard that grew after it was merged is merged only for its new bytes.
-Where several replies of one key meet, `choose_reply` picks the one kept.
+Where several replies of one key meet, the one kept is the one every reader serves
+(`alpacare.llm.cache.order`: the earliest written); a key whose earliest reply sits in a live
+shard is left out of the compacted store, so readers keep serving that shard's reply.
 """
 
 from __future__ import annotations
@@ -60,13 +62,6 @@ class StillRunning(RuntimeError):
 
 class CompactionRunning(RuntimeError):
     """Another compaction holds the lock."""
-
-
-def choose_reply(key: str, candidates: list[dict]) -> dict:
-    """THE reply kept for `key` among several ({"request", "response"}, the compacted store's
-    first, then the shards' in the order they began). The one rule every reader applies
-    lives in alpacare.llm.cache; this is the one call to point at it."""
-    return candidates[0]
 
 
 def locations_from_config(configfiles: list[str]) -> dict:
@@ -262,6 +257,7 @@ class _Plan:
     def __init__(self, files: list[Path], merged: dict[str, int], live=live_writer):
         self.merge: list[tuple[Path, int]] = []  # (shard, bytes of it already merged)
         self.live: list[str] = []
+        self.live_paths: list[Path] = []
         self.manifest: dict[str, int] = {}  # shard name -> bytes merged, for the shards that exist
         for path in files:
             if path.name in merged:
@@ -269,12 +265,13 @@ class _Plan:
             who = live(path)
             if who:
                 self.live.append(who)
+                self.live_paths.append(path)
             else:
                 self.merge.append((path, merged.get(path.name, 0)))
         self.sizes: dict[Path, int] = {}  # what each merged file held when read: deleted if it still does
 
 
-def compact_cache(path, live=live_writer, choose=choose_reply, notes: list | None = None) -> dict:
+def compact_cache(path, live=live_writer, notes: list | None = None) -> dict:
     """Merge the finished shards, the old compacted store and a pre-shard file into a new
     compacted store. Returns counts: replies, shards merged, kept (live writers, or grown);
     `notes` gets a line per shard left to its live writer."""
@@ -301,14 +298,18 @@ def compact_cache(path, live=live_writer, choose=choose_reply, notes: list | Non
         db.execute("PRAGMA synchronous=OFF")
         db.execute("CREATE TABLE replies (key TEXT PRIMARY KEY, request TEXT, response TEXT)")
         db.execute("CREATE TABLE merged (shard TEXT PRIMARY KEY, bytes INTEGER)")
-        db.execute("CREATE TEMP TABLE candidates (seq INTEGER PRIMARY KEY, key TEXT, request TEXT, response TEXT)")
-        add = "INSERT INTO candidates (key, request, response) VALUES (?, ?, ?)"
+        # a candidate's place in alpacare.llm.cache.order: the old compacted store first (its
+        # replies were chosen before any shard that exists now), a pre-shard file next, then
+        # each shard line by (time, shard, offset)
+        db.execute("CREATE TEMP TABLE candidates (key TEXT, at REAL, shard TEXT, offset INTEGER, request TEXT, "
+                   "response TEXT)")
+        add = "INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?)"
         if old is not None:
-            db.executemany(add, old.execute("SELECT key, request, response FROM replies"))
+            db.executemany(add, ((k, -2.0, "", 0, q, r) for k, q, r in old.execute("SELECT key, request, response FROM replies")))
             old.close()
         if fresh_legacy:
             source = llm_cache.open_sqlite(legacy)
-            db.executemany(add, source.execute("SELECT key, request, response FROM replies"))
+            db.executemany(add, ((k, -1.0, "", 0, q, r) for k, q, r in source.execute("SELECT key, request, response FROM replies")))
             source.close()
         if legacy.is_file():
             plan.manifest[legacy_name] = legacy.stat().st_size
@@ -321,7 +322,8 @@ def compact_cache(path, live=live_writer, choose=choose_reply, notes: list | Non
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     continue
                 if isinstance(record, dict) and {"key", "request", "response"} <= record.keys():
-                    rows.append((record["key"], json.dumps(record["request"], ensure_ascii=False),
+                    at = llm_cache.order(record | {"shard": data.name, "offset": end - len(line)})
+                    rows.append((record["key"], *at, json.dumps(record["request"], ensure_ascii=False),
                                  json.dumps(record["response"], ensure_ascii=False)))
             db.executemany(add, rows)
             plan.manifest[data.name] = end
@@ -329,14 +331,16 @@ def compact_cache(path, live=live_writer, choose=choose_reply, notes: list | Non
             index = data.with_suffix(llm_cache.INDEX)
             if index.exists():
                 plan.sizes[index] = index.stat().st_size
-        db.execute("CREATE INDEX temp.by_key ON candidates (key, seq)")
-        db.execute("INSERT INTO replies SELECT key, request, response FROM candidates GROUP BY key HAVING COUNT(*) = 1")
-        several = [k for (k,) in db.execute("SELECT key FROM candidates GROUP BY key HAVING COUNT(*) > 1")]
-        for key in several:
-            raw = db.execute("SELECT request, response FROM candidates WHERE key = ? ORDER BY seq", (key,)).fetchall()
-            parsed = [{"request": json.loads(q), "response": json.loads(r)} for q, r in raw]
-            chosen = choose(key, parsed)
-            db.execute("INSERT INTO replies VALUES (?, ?, ?)", (key, *raw[next(i for i, c in enumerate(parsed) if c is chosen or c == chosen)]))
+        db.execute("CREATE INDEX temp.by_key ON candidates (key, at, shard, offset)")
+        db.execute("INSERT INTO replies SELECT key, request, response FROM candidates AS c WHERE rowid = "
+                   "(SELECT rowid FROM candidates WHERE key = c.key ORDER BY at, shard, offset LIMIT 1)")
+        # a key whose earliest reply is in a live shard stays with that shard
+        for path in plan.live_paths:
+            for record in llm_cache.read_shard(path):
+                best = db.execute("SELECT at, shard, offset FROM candidates WHERE key = ? ORDER BY at, shard, offset "
+                                  "LIMIT 1", (record["key"],)).fetchone()
+                if best is not None and best[0] >= 0 and llm_cache.order(record) < tuple(best):
+                    db.execute("DELETE FROM replies WHERE key = ?", (record["key"],))
         db.executemany("INSERT INTO merged VALUES (?, ?)", plan.manifest.items())
         db.execute("DROP TABLE temp.candidates")
         db.commit()

@@ -28,7 +28,7 @@ from .config import compared_outputs, load, verdict_cells
 from .io import read_jsonl, read_records
 from .ledger import cost_usd
 from .llm import Request, make_provider
-from .llm.cache import Cache, cache_key, locations
+from .llm.cache import Cache, cache_key, legacy_cache_key, locations
 from .published import PublishedError
 from .testsets import normalize_testset
 
@@ -104,10 +104,11 @@ class Forecast:
             return False
         if llm not in self._identity:
             provider = make_provider(spec)
-            self._identity[llm] = (provider.name, provider.identity())
-        name, identity = self._identity[llm]
-        key = cache_key(name, identity, request.as_dict())
-        return self.cache.get(key) is not None
+            self._identity[llm] = (provider.name, provider.identity(), provider.legacy_identity())
+        name, identity, legacy = self._identity[llm]
+        if self.cache.get(cache_key(name, identity, request.as_dict())) is not None:
+            return True
+        return self.cache.get(legacy_cache_key(name, legacy, request.as_dict())) is not None  # stored before canonical keys
 
     def expected_output(self, model: str, max_tokens: int) -> float:
         """Mean output tokens of cached replies of this model at this max_tokens, else the bound."""

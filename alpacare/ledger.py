@@ -66,10 +66,20 @@ class Writer:
                 self._appender = shards.Appender(self.directory / self.name)
         self._appender.write(encode(rows))
 
+    def close(self) -> None:
+        """Sync and close the shard (and release its writer's lock: compaction may merge it)."""
+        with self._lock:
+            if self._appender is not None:
+                self._appender.close()
+
 
 def append(path: str | Path, rows: list[dict], label: str = "ledger") -> None:
     """Rows in a shard of their own (one-off writers; a client keeps one Writer)."""
-    Writer(path, label).append(rows)
+    writer = Writer(path, label)
+    try:
+        writer.append(rows)
+    finally:
+        writer.close()
 
 
 def parse(lines: list[bytes]) -> list[dict]:

@@ -127,16 +127,24 @@ def cell_outputs(cells) -> list[tuple[str, str]]:
     return list(dict.fromkeys((g, t) for _, reference, t, model in cells for g in (model, reference)))
 
 
-def public_inputs(config: dict, testsets, outputs) -> dict:
-    """What each public input the compared cells read is pinned to: the test sets and the
-    (generator, test set) outputs imported from a URL or a published file."""
+def public_inputs(config: dict, testsets, outputs, judges=()) -> dict:
+    """What each public input the compared cells read is pinned to: the test sets, the
+    (generator, test set) outputs imported from a URL or a published file, the official prompt
+    files of these `judges` and, where the config generates its own data, the official seeds
+    and teacher prompts (every file a job downloads, for the replay bundle's manifest)."""
+    from .seeds import is_official, published_ref
+
+    official = {f"judges.{j}.{role}": pin for j in judges for role, pin in judge_official_pins(config, j).items()}
+    if "selfinstruct" in config:
+        official |= {f"seeds.{s}": published.params(published_ref(s)) for s in config.get("seeds", []) if is_official(s)}
+        official |= {f"selfinstruct.{k}": pin for k, pin in selfinstruct_official_pins(config["selfinstruct"]).items()}
     pins = {f"testsets.{t}": published.params(config["testsets"][t]["url"])
             for t in testsets if "url" in config["testsets"][t]}
     for g, t in outputs:
         where = config["generators"][g].get("import", {}).get(t)
         if where:
             pins[f"generators.{g}.import.{t}"] = published.params(where)
-    return pins
+    return pins | official
 
 
 def stats_targets(config: dict) -> list[str]:

@@ -5,16 +5,21 @@ NFS, Lustre and GPFS give no shared memory between hosts (SQLite's WAL needs it)
 O_APPEND, so no two processes ever write one file here: each writer creates its own shard
 (`<UTC time>.<label>.<host>.<pid>.<random>`, created with O_EXCL), appends whole records with
 one write() each (a killed process loses only what it had not written yet; a node that dies
-loses at most SYNC_SECONDS, the time between fsyncs), and readers merge every shard they see,
-skipping a last record that a kill tore. Readers take no lock.
+loses at most SYNC_SECONDS: a timer fsyncs what a quiet stretch left unsynced), and readers merge
+every shard they see, skipping a last record that a kill tore. Readers take no lock.
+
+A write that fails (disk full, quota, a stale NFS handle) raises ShardWriteError naming the
+file; the torn bytes it may have left are cut off, so a later write still starts a whole record.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
 import secrets
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -36,6 +41,21 @@ def shard_name(label: str) -> str:
     return f"{stamp}.{clean(label or 'shard')}.{clean(node)}.{os.getpid()}.{secrets.token_hex(3)}"
 
 
+class ShardWriteError(OSError):
+    """A shard could not be written: OSError(errno, strerror, the shard's path)."""
+
+
+def _hold_lock(fd: int) -> None:
+    """A write lock on the shard for as long as this process keeps it open, so compaction
+    (alpacare.compact.live_writer) leaves it to its writer, on any host that shares the locks.
+    An open-file-description lock: a POSIX lock would be dropped when this process closes any
+    other descriptor of the file (Cache reads its own shard through one)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    except OSError:
+        pass  # no locks on this filesystem (ENOLCK): compaction falls back to the writer's pid and host
+
+
 class Appender:
     """One shard file, written by this process alone (its threads take turns)."""
 
@@ -43,31 +63,85 @@ class Appender:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: a name collision fails loudly instead of two writers sharing a file
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except OSError as err:
+            raise ShardWriteError(err.errno, err.strerror, str(self.path)) from err
+        _hold_lock(self._fd)
         self.size = 0
         self._synced = time.monotonic()
+        self._dirty = False  # written since the last fsync
+        self._timer: threading.Timer | None = None
+        self._error: OSError | None = None  # a failed fsync of the timer, raised by the next write
         self._lock = threading.Lock()
 
     def write(self, data: bytes) -> int:
         """Append `data` (whole records); returns the offset it starts at."""
         with self._lock:
+            if self._error is not None:
+                raise self._failed(self._error)
             offset = self.size
             view = memoryview(data)
-            while view:  # a short write (e.g. a signal) writes the rest; a full disk raises
-                view = view[os.write(self._fd, view):]
+            try:
+                while view:  # a short write (e.g. a signal) writes the rest; a full disk raises
+                    view = view[os.write(self._fd, view):]
+            except OSError as err:
+                try:  # part of a record would glue onto the next one: cut it off
+                    os.ftruncate(self._fd, offset)
+                except OSError:
+                    self._error = err  # the file's end is unknown: no more writes to it
+                raise self._failed(err) from err
             self.size += len(data)
-            now = time.monotonic()
-            if now - self._synced >= SYNC_SECONDS:
-                os.fsync(self._fd)
-                self._synced = now
+            self._dirty = True
+            if time.monotonic() - self._synced >= SYNC_SECONDS:
+                self._sync_locked()
+            elif self._timer is None:  # a quiet stretch after this write still gets its fsync
+                self._timer = threading.Timer(SYNC_SECONDS, self._sync_later)
+                self._timer.daemon = True
+                self._timer.start()
             return offset
+
+    def _failed(self, err: OSError) -> ShardWriteError:
+        return ShardWriteError(err.errno, err.strerror or str(err), str(self.path))
+
+    def _sync_locked(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as err:  # NFS reports a full disk or lost handle at fsync
+            self._error = err
+            raise self._failed(err) from err
+        self._synced = time.monotonic()
+        self._dirty = False
+
+    def _sync_later(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._fd >= 0 and self._dirty and self._error is None:
+                try:
+                    self._sync_locked()
+                except ShardWriteError:
+                    pass  # kept in self._error: the next write or close raises it
+
+    def __del__(self) -> None:
+        # dropped without close(): the descriptor, and with it the writer's lock, goes too
+        if getattr(self, "_fd", -1) >= 0:
+            try:
+                self.close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
+                try:
+                    if self._error is None:  # one already raised by a write is not raised again
+                        self._sync_locked()
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
 
 
 def complete_lines(data: bytes) -> tuple[list[bytes], int]:

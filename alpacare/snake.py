@@ -1,18 +1,23 @@
 """What every Snakemake script does first: log to the rule's log file, make the script safe
 for spawned children, hold its outputs' lock (alpacare.joblock: one running job per output),
 give a GPU job its devices and check it sees them, pin torch threads, and remember the rule's
-name for the ledger and error messages."""
+name for the ledger and error messages, and its outputs, beside which the job records the cache
+keys of every reply they depend on (the replay bundle's list)."""
 
 from __future__ import annotations
 
 import importlib.machinery
 import logging
 import sys
+from pathlib import Path
 
 from . import joblock
 
 _rule = ""
 _config: dict = {}
+_outputs: list[str] = []
+_replies: set[str] = set()
+REPLIES = Path("results/replies")  # <output path under results/>.keys: one cache key a line
 
 
 def current_rule() -> str:
@@ -27,10 +32,30 @@ def current_config() -> dict:
     return _config
 
 
+def replies_file(output: str | Path) -> Path:
+    """Where the job that writes `output` lists the cache keys of the replies it used."""
+    output = Path(output)
+    relative = output.relative_to("results") if output.parts[:1] == ("results",) else output
+    return REPLIES / f"{relative.as_posix()}.keys"
+
+
+def record_replies(keys) -> None:
+    """Add these cache keys to the job's list (every reply its outputs depend on, whichever
+    LLM answered), rewritten whole so a rerun's list replaces the last one. Outside a job: nothing."""
+    if not _outputs:
+        return
+    from .io import write_text
+
+    _replies.update(keys)
+    write_text(replies_file(_outputs[0]), "".join(key + "\n" for key in sorted(_replies)))
+
+
 def setup(snakemake) -> None:
-    global _rule, _config
+    global _rule, _config, _outputs
     _rule = str(getattr(snakemake, "rule", "") or "")
     _config = dict(getattr(snakemake, "config", None) or {})
+    _outputs = [str(o) for o in (getattr(snakemake, "output", None) or [])]
+    _replies.clear()
     handlers = [logging.StreamHandler(sys.stderr)]
     if snakemake.log:
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))

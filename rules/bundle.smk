@@ -1,5 +1,5 @@
 # The replay bundle (alpacare/bundle.py): `snakemake ... bundle` packs the configuration, the
-# cached replies every verdict used, the environment and a manifest of every table and figure
+# cached replies every LLM job used (results/replies/), the environment and a manifest of every table and figure
 # into results/bundle/, from which a reviewer without keys rebuilds them byte for byte.
 import glob
 
@@ -8,7 +8,7 @@ BUNDLE_LOCKS = sorted(glob.glob("requirements/*.txt") + glob.glob("requirements/
 
 
 rule bundle:
-    """The replay bundle: the config, the cached replies every verdict used, the environment, a manifest of every result."""
+    """The replay bundle: the config, the cached replies every LLM job used, the environment, a manifest of every result."""
     input:
         verdicts=list(VERDICTS.values()),
         results=bundle_results(),
@@ -24,6 +24,6 @@ rule bundle:
         ENVS["api"]
     params:
         config=config,  # the whole configuration: the bundle records it
-        inputs=planning.public_inputs(config, TESTSETS, OUTPUTS),
+        inputs=planning.public_inputs(config, TESTSETS, OUTPUTS, sorted({j for j, _, _, _ in VERDICTS})),
     script:
         "../scripts/bundle.py"

@@ -10,6 +10,7 @@
     api.inject_faults(0.2, seed=1)               # 20 % of requests meet a random transport fault
     api.outage = 500                             # every request fails with this status
     api.snapshots["gpt-x"] = "gpt-x-2025-01-01"  # the model a reply names for the one asked for
+    api.served["tiny"] = "/models/tiny"          # GET /v1/models lists it with this root (as vLLM does)
 
 Endpoints: POST /v1/chat/completions, /v1/completions (OpenAI) and /v1/messages (Anthropic).
 The reply is "echo: " + the last user message (or the prompt), cut at the first stop
@@ -157,6 +158,7 @@ class FakeAPI:
         self.hang_seconds = 5.0  # a "hang" fault holds the connection this long, then drops it
         self.outage: int | None = None  # answer every request with this status
         self.snapshots: dict[str, str] = {}  # requested model -> the model the reply names (an alias resolved)
+        self.served: dict[str, str] = {}  # model id -> the weights' root, listed by GET /v1/models
         self._fault_rate = 0.0
         self._fault_kinds = FAULTS
         self._rng = random.Random(0)
@@ -239,6 +241,19 @@ def _handler(api: FakeAPI):
         # headers and body go out as separate writes: with Nagle's algorithm on, the body waits
         # for the client's delayed ACK (~40 ms a reply), which real API servers do not add
         disable_nagle_algorithm = True
+
+        def do_GET(self):
+            if self.path != "/v1/models":
+                self.send_error(404)
+                return
+            models = [{"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": root}
+                      for m, root in api.served.items()]
+            data = json.dumps({"object": "list", "data": models}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))

@@ -45,8 +45,10 @@ def _live_writer(root, rounds, wrote, go):
 
 def test_a_writer_that_keeps_writing_through_compactions_loses_nothing_and_counts_once(tmp_path):
     finished = Cache(tmp_path / "llm", label="done")  # a job that ended before: merged and deleted
-    call(finished, ledger.Writer(tmp_path / "ledger", "done"), 100)
+    done = ledger.Writer(tmp_path / "ledger", "done")
+    call(finished, done, 100)
     finished.close()
+    done.close()
     wrote, go = SPAWN.Semaphore(0), SPAWN.Semaphore(0)
     rounds = 4
     writer = SPAWN.Process(target=_live_writer, args=(tmp_path, rounds, wrote, go))
@@ -78,15 +80,18 @@ def test_repeated_compactions_and_one_cut_before_its_deletes_count_each_line_onc
     cache, book = Cache(tmp_path / "llm", label="a"), ledger.Writer(tmp_path / "ledger", "a")
     for i in range(4):
         call(cache, book, i)
+    # the writer is taken as finished (another host, a filesystem without locks): its shard is
+    # merged while it may still write
+    unseen = lambda path: None  # noqa: E731
     with monkeypatch.context() as m:  # a compaction killed after its rename, before its deletes
         m.setattr(compact, "_delete_unchanged", lambda sizes: [])
-        compact.compact_cache(tmp_path / "llm")
-        compact.compact_ledger(tmp_path / "ledger")
+        compact.compact_cache(tmp_path / "llm", live=unseen)
+        compact.compact_ledger(tmp_path / "ledger", live=unseen)
     assert len(shards.files(tmp_path / "ledger", ".jsonl")) == 2  # the shard and the compacted file
     call(cache, book, 4)  # ... and the same writer wrote on meanwhile: only these bytes are new
     for _ in range(3):
-        compact.compact_cache(tmp_path / "llm")
-        compact.compact_ledger(tmp_path / "ledger")
+        compact.compact_cache(tmp_path / "llm", live=unseen)
+        compact.compact_ledger(tmp_path / "ledger", live=unseen)
         assert totals(tmp_path) == (5, 5.0, 5)
     assert list(compact.read_manifest(tmp_path / "ledger" / "compacted.jsonl")) == [book.name]
     assert ledger.summarize(tmp_path / "ledger")[-1]["calls"] == 5
@@ -177,6 +182,13 @@ def test_a_shard_is_live_while_its_process_runs_or_its_writer_holds_a_lock(tmp_p
     assert compact.live_writer(elsewhere) is None
 
 
+def finished_job(cache_dir):
+    """A job that stored one reply and ended (its shard closed, so its writer's lock is gone)."""
+    cache = Cache(cache_dir, label="job")
+    cache.put(key(0), {"n": 0}, Response(text="reply 0"))
+    cache.close()
+
+
 def fake_squeue(tmp_path, monkeypatch, output):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -188,7 +200,7 @@ def fake_squeue(tmp_path, monkeypatch, output):
 def test_it_refuses_while_snakemake_or_a_slurm_job_of_this_workflow_runs(tmp_path, monkeypatch, capsys):
     project = tmp_path / "project"
     project.mkdir()
-    Cache(project / ".cache" / "llm", label="job").put(key(0), {"n": 0}, Response(text="reply 0"))
+    finished_job(project / ".cache" / "llm")
     # squeue --me --noheader --format=%i|%j|%T|%Z as SLURM prints it (job name: the run's uuid)
     fake_squeue(tmp_path, monkeypatch, f"4242|2b1c1c5e-59f1-4b3a-a0de-6f6c1f2f7a11|RUNNING|{project}\n"
                                        f"4243|other|PENDING|{tmp_path / 'elsewhere'}\n")
@@ -208,7 +220,27 @@ def test_it_refuses_while_snakemake_or_a_slurm_job_of_this_workflow_runs(tmp_pat
 
 
 def test_without_squeue_it_says_so_and_relies_on_the_rest(tmp_path, monkeypatch, capsys):
-    Cache(tmp_path / ".cache" / "llm", label="job").put(key(0), {"n": 0}, Response(text="reply 0"))
+    finished_job(tmp_path / ".cache" / "llm")
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     assert compact.main(["--directory", str(tmp_path)]) == 0
     assert "squeue not found" in capsys.readouterr().err
+
+
+def test_compaction_keeps_the_reply_every_reader_serves(tmp_path):
+    """Two jobs paid for one request: the compacted store keeps the earliest written reply, the
+    one readers served before it ran; where that reply is in a shard still being written, the
+    store leaves the key to the shard, so readers go on serving the same reply."""
+    early, late = Cache(tmp_path / "llm", label="early"), Cache(tmp_path / "llm", label="late")
+    early.put(key(1), {"n": 1}, Response(text="Output (a)"))
+    late.put(key(1), {"n": 1}, Response(text="Output (b)"))
+    late.put(key(2), {"n": 2}, Response(text="late only"))
+    late.close()
+    assert Cache(tmp_path / "llm").get(key(1)).text == "Output (a)"
+    compact.compact_cache(tmp_path / "llm")  # `early` still writes: its shard stays, unmerged
+    store = compact.llm_cache.open_sqlite(tmp_path / "llm" / compact.llm_cache.COMPACTED)
+    assert [k for (k,) in store.execute("SELECT key FROM replies")] == [key(2)]
+    assert Cache(tmp_path / "llm").get(key(1)).text == "Output (a)"
+    early.close()
+    compact.compact_cache(tmp_path / "llm")
+    assert Cache(tmp_path / "llm").get(key(1)).text == "Output (a)"
+    assert len(Cache(tmp_path / "llm")) == 2

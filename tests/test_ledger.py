@@ -100,3 +100,28 @@ def test_a_writer_used_by_many_threads_keeps_one_shard(tmp_path):
         t.join()
     assert [p.name for p in (tmp_path / "ledger").iterdir()] == [writer.name]
     assert sorted(row["n"] for row in ledger.read(tmp_path / "ledger")) == list(range(16))
+
+
+def test_a_failed_append_names_the_file_and_leaves_no_torn_line(tmp_path, monkeypatch):
+    """A disk that fills in the middle of a line: the half written was left in the shard, and
+    the next line glued onto it (both lost to every reader); the error named no file."""
+    import errno
+    import os
+
+    import pytest
+
+    writer = ledger.Writer(tmp_path / "ledger", "respond")
+    writer.append([{"calls": 1}])
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space left on device") as failed:
+        writer.append([{"calls": 2, "cost_usd": 0.5}])
+    monkeypatch.undo()
+    assert str(tmp_path / "ledger" / writer.name) in str(failed.value)
+    writer.append([{"calls": 3}])  # space again
+    assert [row["calls"] for row in ledger.read(tmp_path / "ledger")] == [1, 3]

@@ -2,6 +2,7 @@
 The provider here is a scripted in-process one; the real API providers run through the
 same client against a wire-format server at the end of this file."""
 
+import json
 import multiprocessing
 import threading
 import time
@@ -237,3 +238,142 @@ def test_slow_calls_in_flight_never_open_the_breaker():
     responses = llm.run(ask("slow 1", "slow 2", "a", "down", "b", "c", "d"))
     timer.cancel()
     assert [r.ok for r in responses] == [True, True, True, False, True, True, True]
+
+
+# --- a failed write stops the job ---------------------------------------------------------
+
+QUESTION = "Which findings suggest community-acquired pneumonia in an adult with fever and cough? " * 12
+
+
+def storage_spec(url):
+    return {"provider": "openai", "model": "tiny", "base_url": url, "keyless": True, "price": {"input": 1, "output": 1}}
+
+
+def storage_requests():
+    return ask(*[f"{i}: {QUESTION}" for i in range(200)], max_tokens=400)
+
+
+def _run_past_the_file_size_limit(url, settings, limit, out):
+    """The kernel refuses to grow any file of this process past `limit` bytes (RLIMIT_FSIZE:
+    EFBIG, as a full quota would refuse): the cache's shard fills first."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        make_llm("srv", storage_spec(url), settings, rule="respond").run(storage_requests())
+        out.put(("finished", ""))
+    except Exception as err:  # noqa: BLE001 (reported to the test)
+        out.put((type(err).__name__, str(err)))
+
+
+def rerun_pays_only_what_was_not_stored(api, settings, kept):
+    before = len(api.answered)
+    responses = make_llm("srv", storage_spec(api.openai_url), settings, rule="respond").run(storage_requests())
+    assert all(r.ok for r in responses)
+    assert len(api.answered) - before == 200 - kept
+
+
+def test_a_cache_that_cannot_grow_stops_the_calls_at_once(tmp_path):
+    """200 requests at concurrency 4; the cache's file may hold about 3 replies. Before, all 200
+    were paid and 3 kept, and the error came at the end."""
+    settings = {"cache": str(tmp_path / "llm"), "ledger": str(tmp_path / "ledger"), "max_concurrency": 4}
+    with FakeAPI(delay=0.01) as api:
+        out = multiprocessing.get_context("spawn").Queue()
+        child = multiprocessing.get_context("spawn").Process(
+            target=_run_past_the_file_size_limit, args=(api.openai_url, settings, 8000, out))
+        child.start()
+        kind, message = out.get(timeout=120)
+        child.join(60)
+        kept = len(Cache(tmp_path / "llm"))
+        assert kind == "StorageError", message
+        assert "File too large" in message and str(tmp_path / "llm" / "shards") in message
+        assert 1 <= kept and len(api.answered) <= kept + 4  # at most the calls in flight beyond those kept
+        assert sum(row["calls"] for row in ledger.read(tmp_path / "ledger")) == len(api.answered)
+        rerun_pays_only_what_was_not_stored(api, settings, kept)
+
+
+def test_a_ledger_that_cannot_be_written_stops_the_calls_at_once(tmp_path, monkeypatch):
+    """The ledger's disk is full after 5 lines (ENOSPC on write); the replies still go to the
+    cache, which is on another disk."""
+    import errno
+    import os
+
+    ledger_dir, real_write, written = str(tmp_path / "ledger"), os.write, []
+
+    def write(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(ledger_dir):
+            if len(written) >= 5:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written.append(fd)
+        return real_write(fd, data)
+
+    settings = {"cache": str(tmp_path / "llm"), "ledger": ledger_dir, "max_concurrency": 4}
+    with FakeAPI(delay=0.01) as api:
+        monkeypatch.setattr(os, "write", write)
+        with pytest.raises(Exception) as stopped:
+            make_llm("srv", storage_spec(api.openai_url), settings, rule="respond").run(storage_requests())
+        monkeypatch.undo()
+        assert type(stopped.value).__name__ == "StorageError"
+        assert "No space left on device" in str(stopped.value) and ledger_dir in str(stopped.value)
+        assert len(api.answered) <= 5 + 4
+        kept = len(Cache(tmp_path / "llm"))
+        assert kept == len(api.answered)  # every reply paid was stored, the ledger's failure aside
+        rerun_pays_only_what_was_not_stored(api, settings, kept)
+
+
+# --- canonical keys -------------------------------------------------------------------------
+
+def test_numbers_compare_by_value_and_the_default_endpoint_is_the_unset_one(tmp_path):
+    from alpacare.llm.anthropic_api import AnthropicProvider
+    from alpacare.llm.openai_api import OpenAIProvider
+
+    as_int, as_float = Request.chat("m", "a", temperature=1).as_dict(), Request.chat("m", "a", temperature=1.0).as_dict()
+    assert cache_key("p", {}, as_int) == cache_key("p", {}, as_float)
+    assert cache_key("p", {}, {**as_float, "max_tokens": 256.0}) == cache_key("p", {}, {**as_float, "max_tokens": 256})
+    assert cache_key("p", {}, as_float) != cache_key("p", {}, {**as_float, "temperature": 1.5})
+    provider = Scripted()
+    LLM(provider, Cache(tmp_path / "llm")).run(ask("a", temperature=1.0))
+    again = LLM(provider, Cache(tmp_path / "llm")).run(ask("a", temperature=1))
+    assert len(provider.calls) == 1 and again[0].cached
+    for kind, default in ((OpenAIProvider, "https://api.openai.com/v1"), (AnthropicProvider, "https://api.anthropic.com")):
+        unset = kind().identity()
+        assert kind(base_url=default).identity() == unset == kind(base_url=default + "/").identity()
+
+
+def test_a_self_hosted_server_is_known_by_the_model_it_serves_not_its_address(tmp_path):
+    """Resubmitted to another node, the server kept its model and lost every cached reply;
+    serving another model under the same name at the same address returned the old replies."""
+    settings = {"cache": str(tmp_path / "llm")}
+    with FakeAPI() as first, FakeAPI() as moved, FakeAPI() as retrained:
+        for server, root in ((first, "/models/tiny-v1"), (moved, "/models/tiny-v1"), (retrained, "/models/tiny-v2")):
+            server.served["tiny"] = root
+        spec = lambda api: {"provider": "openai", "model": "tiny", "base_url": api.openai_url, "keyless": True}  # noqa: E731
+        make_llm("srv", spec(first), settings).run(ask("hello", max_tokens=8))
+        assert make_llm("srv", spec(moved), settings).run(ask("hello", max_tokens=8))[0].cached
+        assert not moved.requests
+        assert not make_llm("srv", spec(retrained), settings).run(ask("hello", max_tokens=8))[0].cached
+        assert len(retrained.requests) == 1
+        identity = make_llm("srv", spec(first), settings).provider.identity()
+        assert identity == {"served": {"model": "tiny", "root": "/models/tiny-v1"}} and "127.0.0.1" not in repr(identity)
+
+
+def test_replies_stored_under_the_keys_before_canonical_ones_still_answer_and_old_bundles_replay(tmp_path):
+    """A bundle made before: its replies under the old keys (an explicit default base_url,
+    `temperature: 1`), its verdicts naming those keys. Replayed without a key or a network,
+    every request is answered and the key a verdict records is the one it had."""
+    from alpacare import bundle
+    from alpacare.llm.cache import legacy_cache_key
+    from alpacare.llm.openai_api import OpenAIProvider
+
+    requests = ask("which is better, (a) or (b)?", "and now?", temperature=1, max_tokens=20)
+    old_keys = [legacy_cache_key("openai", {"base_url": "https://api.openai.com/v1"}, r.as_dict()) for r in requests]
+    (tmp_path / "old-bundle").mkdir()
+    (tmp_path / "old-bundle/cache.jsonl").write_text("".join(
+        json.dumps({"key": k, "response": Response(text=f"Output (a) {n}").to_json()}) + "\n" for n, k in enumerate(old_keys)))
+    assert bundle.restore(tmp_path / "old-bundle", Cache(tmp_path / "llm")) == 2
+    llm = LLM(OpenAIProvider(base_url="https://api.openai.com/v1"), Cache(tmp_path / "llm"), replay_only=True)
+    assert llm._canonical_key(requests[0]) != old_keys[0]  # the key did change...
+    assert [r.text for r in llm.run(requests)] == ["Output (a) 0", "Output (a) 1"]  # ...and the old reply answers
+    assert [llm.key(r) for r in requests] == old_keys

@@ -160,3 +160,55 @@ def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(
     again = artifacts(project)
     assert sorted(again) == sorted(first)
     assert [name for name in first if first[name] != again[name]] == []
+
+
+def test_the_bundle_holds_every_reply_the_results_depend_on_and_every_download(tmp_path, monkeypatch):
+    """A config that generates its own data: the bundle held only the judges' replies, so its
+    replay stopped at the first teacher request; the official judge prompt and seeds, fetched
+    again at replay, were not in the manifest."""
+    from pathlib import Path
+
+    from alpacare import bundle, planning, snake
+    from alpacare.io import write_jsonl
+    from alpacare.llm import LLM, Cache, Request
+    from alpacare.stages.common import open_llm
+    from fakeapi import FakeAPI
+
+    monkeypatch.chdir(tmp_path)
+    settings = {"cache": ".cache/llm"}
+    tasks = [Request.chat("teacher", f"Write medical task {i}", temperature=1.0) for i in range(3)]
+    judgments = [Request.chat("judge", f"Which is better? {i}", max_tokens=5) for i in range(2)]
+    with FakeAPI() as api:
+        spec = lambda model: {"provider": "openai", "model": model, "base_url": api.openai_url, "keyless": True}  # noqa: E731
+        # the teacher's job, as a Snakemake job runs it (alpacare.snake knows its output)
+        monkeypatch.setattr(snake, "_outputs", ["results/selfinstruct/tasks.raw.jsonl"])
+        monkeypatch.setattr(snake, "_replies", set())
+        teacher, _ = open_llm("teacher", spec("teacher"), settings, None)
+        taught = teacher.run(tasks)
+        Path("results/selfinstruct").mkdir(parents=True)
+        Path("results/selfinstruct/tasks.raw.jsonl").write_text("the tasks\n")
+        # the judge's job: its verdict rows name their replies, as before
+        monkeypatch.setattr(snake, "_outputs", ["results/verdicts/j/r/t/m.jsonl"])
+        monkeypatch.setattr(snake, "_replies", set())
+        judge, _ = open_llm("judge", spec("judge"), settings, None)
+        judged = judge.run(judgments)
+        write_jsonl("results/verdicts/j/r/t/m.jsonl", [{"reply": r.text, "cache_keys": [judge.key(q)]}
+                                                        for q, r in zip(judgments, judged)])
+    stale = snake.replies_file("results/outputs/gone/x.json")  # another config's, its output since removed
+    stale.parent.mkdir(parents=True)
+    stale.write_text("0" * 64 + "\n")
+    bundle.write_bundle("results/bundle", config={"llm": settings}, configfiles=[], cache=Cache(".cache/llm"),
+                        verdict_files=["results/verdicts/j/r/t/m.jsonl"], result_files=[], lock_files=[],
+                        replies=bundle.reply_lists())
+    assert json.loads(Path("results/bundle/manifest.json").read_text())["replies"] == 5
+    bundle.restore("results/bundle", Cache("reviewer/llm"))
+    replayed = LLM(teacher.provider, Cache("reviewer/llm"), replay_only=True).run(tasks)
+    assert [r.text for r in replayed] == [r.text for r in taught]
+
+    config = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    judge_name = next(iter(config["judges"]))
+    pins = planning.public_inputs(config, [], [], [judge_name])
+    official = {p["url"].rsplit("/", 1)[-1] for p in pins.values()}
+    assert {"med_seed.json", "instrcution_prompt.txt"} <= official
+    judge_pins = planning.judge_official_pins(config, judge_name).values()
+    assert judge_pins and all(pin in pins.values() and pin["sha256"] for pin in judge_pins)

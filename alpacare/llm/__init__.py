@@ -38,7 +38,7 @@ def make_provider(spec: dict, model_dir: str | None = None, progress_seconds: fl
 
 def _api_options(spec: dict) -> dict:
     return dict(base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"), keyless=spec.get("keyless", False),
-                timeout=spec.get("timeout", {}))
+                timeout=spec.get("timeout", {}), model=spec.get("model"))
 
 
 def make_llm(name: str, spec: dict, settings: dict, model_dir: str | None = None, rule: str = "") -> LLM:

@@ -3,8 +3,10 @@ client, timeouts, redaction, and the mapping of every failure to retryable or pe
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from urllib.parse import urlparse
 
 from .base import AuthenticationError, LLMError, Provider, RequestRejected, RetryableError
 
@@ -24,6 +26,8 @@ REJECTED_STATUSES = {400, 413, 422}
 AUTH_STATUSES = {401, 403}
 
 DEFAULT_TIMEOUT = {"connect": 10.0, "read": 300.0}
+
+log = logging.getLogger("alpacare.llm")
 
 
 def retry_after(headers) -> float | None:
@@ -51,8 +55,9 @@ class APIProvider(Provider):
     default_key_env = ""
 
     def __init__(self, base_url: str | None = None, api_key_env: str | None = None,
-                 timeout: float | dict = 120.0, keyless: bool = False):
+                 timeout: float | dict = 120.0, keyless: bool = False, model: str | None = None):
         self.base_url = base_url
+        self.model = model  # the llms entry's model: what a self-hosted server is asked for
         self.api_key_env = api_key_env or self.default_key_env
         self.timeout = timeout
         self.keyless = keyless
@@ -61,7 +66,40 @@ class APIProvider(Provider):
         self._lock = threading.Lock()  # complete_one is called from several threads
 
     def identity(self) -> dict:
+        """The vendor's own API, named or not, is one identity; a self-hosted server is known by
+        the model it serves (the id, and the weights' root where it reports one: vLLM's
+        /v1/models does), so it keeps its replies when it moves to another node and a different
+        model under the same name gets new ones; a server that reports no root is known by its
+        address, as before."""
+        if not self.base_url or urlparse(self.base_url).hostname == self.default_host:
+            return {"base_url": None}
+        served = self.served()
+        if served is not None:
+            return {"served": served}
+        return {"base_url": self.base_url.rstrip("/")}
+
+    def legacy_identity(self) -> dict:
         return {"base_url": self.base_url}
+
+    def served(self) -> dict | None:
+        """{"model", "root"} of this entry's model as the server's model list names it; None
+        if the server cannot say (no list, no root, unreachable)."""
+        import httpx
+
+        if not self.model:
+            return None
+        url = self.base_url.rstrip("/") + ("/models" if self.base_url.rstrip("/").endswith("/v1") else "/v1/models")
+        key = os.environ.get(self.api_key_env) or "EMPTY"
+        try:
+            reply = httpx.get(url, headers={"authorization": f"Bearer {key}", "x-api-key": key}, timeout=10.0)
+            reply.raise_for_status()
+            listed = {m.get("id"): m for m in reply.json().get("data", []) if isinstance(m, dict)}
+        except (httpx.HTTPError, ValueError, AttributeError) as err:
+            log.warning("%s: could not read the served models at %s (%s): its replies are keyed by its address",
+                        self.name, url, self.redact(str(err)))
+            return None
+        root = (listed.get(self.model) or {}).get("root")
+        return {"model": self.model, "root": root} if root else None
 
     @property
     def host(self) -> str:

@@ -133,6 +133,11 @@ class Provider:
         Goes into the cache key, so it must never contain a secret."""
         return {}
 
+    def legacy_identity(self) -> dict:
+        """The identity keys were made of before canonical keys (llm.cache.legacy_cache_key):
+        replies stored under it still answer."""
+        return self.identity()
+
     def complete_one(self, request: Request) -> Response:
         raise NotImplementedError
 

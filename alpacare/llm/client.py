@@ -4,10 +4,12 @@ a circuit breaker, a budget cap, progress lines, and the ledger."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import random
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,18 +20,30 @@ from pyrate_limiter import Duration, Limiter, Rate
 
 from .. import ledger as ledger_file
 from .base import (AuthenticationError, BudgetExceededError, CircuitOpenError, LLMError, Provider, Request,
-                   RequestRejected, Response, RetryableError)
+                   RequestRejected, Response, RetryableError, RunStopped)
 from .breaker import CircuitBreaker
-from .cache import Cache, cache_key
+from .cache import Cache, cache_key, legacy_cache_key
 
 log = logging.getLogger("alpacare.llm")
 
 # how often the budget cap looks at other jobs' ledger shards
 SPEND_REFRESH_SECONDS = 2.0
+# how often a running job looks for replies other jobs stored meanwhile (before a request is
+# sent): a size check of each index it knows, and a listing of the directory every few seconds
+CACHE_REFRESH_SECONDS = 0.1
+# how long a reply stamped with a time may take to show to other jobs (the stamp, the write, the
+# fsync every shards.SYNC_SECONDS): a run that paid while another job wrote waits this long past
+# its last reply before it settles which reply of a key both paid for is the one (_settle)
+SETTLE_SECONDS = 2.0
 
 
 class CacheMiss(LLMError):
     """Replay-only mode met a request that was never answered."""
+
+
+class StorageError(RunStopped):
+    """A reply or a ledger line could not be written (disk full, quota, a stale NFS handle):
+    no new calls are made, since nothing paid from then on would be kept."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -161,18 +175,45 @@ class LLM:
         self._spend = (ledger_file.SpendWatcher(ledger_path, exclude=lambda name: name == self._ledger_writer.name,
                                                 every=SPEND_REFRESH_SECONDS) if ledger_path else None)
         self._recorded_cost = 0.0  # cost of the rows this client wrote to its ledger shard
-        self._identity = None
+        self._identity = self._legacy_identity = None
+        self._answered_by: dict[str, str] = {}  # canonical key -> the older key a stored reply has
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._stopped: Exception | None = None
         self._reserved = 0.0  # worst-case cost of the paid calls in flight (budget cap)
+        # the order this job asks its requests in: a hash of (key, salt), so two jobs that share
+        # requests do not reach the shared ones at the same moment and both pay
+        self._order_salt = secrets.token_hex(8)
+        self._late_hits = 0  # requests another job answered while this run waited to ask them
+        # called after each run with the cache keys of every reply it returned (what the
+        # outputs depend on): a Snakemake job lists them for the replay bundle (alpacare.snake)
+        self.on_answered = None
 
     # --- identity ---------------------------------------------------------------------
 
     def key(self, request: Request) -> str:
+        """The cache entry that answers `request`: its canonical key, or the key of a reply
+        stored before keys were canonical (what a verdict row records: a replay bundle made
+        before still replays to the same files)."""
+        key = self._canonical_key(request)
+        return self._answered_by.get(key, key)
+
+    def _canonical_key(self, request: Request) -> str:
         if self._identity is None:
             self._identity = self.provider.identity()
         return cache_key(self.provider.name, self._identity, request.as_dict())
+
+    def _get(self, request: Request, key: str) -> Response | None:
+        """The cached reply under the canonical key, else under the key it had before."""
+        hit = self.cache.get(key)
+        if hit is None:
+            if self._legacy_identity is None:
+                self._legacy_identity = self.provider.legacy_identity()
+            old = legacy_cache_key(self.provider.name, self._legacy_identity, request.as_dict())
+            if old != key and (hit := self.cache.get(old)) is not None:
+                with self._lock:
+                    self._answered_by[key] = old
+        return hit
 
     def where(self, request: Request) -> str:
         """Names the endpoint, the model and the rule in every message."""
@@ -184,12 +225,13 @@ class LLM:
     def run(self, requests: list[Request]) -> list[Response]:
         """Answer every request, in order."""
         responses: list[Response | None] = [None] * len(requests)
-        keys = [self.key(r) for r in requests]
+        began = time.time()
+        keys = [self._canonical_key(r) for r in requests]
         if self.cache is not None:
             self.cache.refresh()  # replies other jobs wrote since this cache was opened
         todo = []
         for i, (request, key) in enumerate(zip(requests, keys)):
-            hit = self.cache.get(key) if self.cache is not None else None
+            hit = self._get(request, key) if self.cache is not None else None
             if hit is not None:
                 responses[i] = hit
                 self.ledger.add(hit)
@@ -210,10 +252,17 @@ class LLM:
             if self.provider.batched:
                 size = len(todo) if self.provider.schedules_batches else self.batch_size
                 for start in range(0, len(todo), size):
+                    if self._stop.is_set():  # a failed write: nothing more would be kept
+                        break
                     chunk = todo[start : start + size]
                     self._batch([requests[i] for i in chunk], chunk, responses, progress)
             else:
+                todo.sort(key=lambda i: hashlib.sha256(f"{self._order_salt}{keys[i]}".encode()).digest())
                 self._threaded(requests, keys, todo, responses, progress)
+            self._settle(keys, todo, responses, began)
+        if self._late_hits:
+            self._record([{"calls": 0, "cache_hits": self._late_hits}])
+            self._late_hits = 0
         for i, original in copies:
             if responses[original] is not None:
                 responses[i] = dataclasses.replace(responses[original], cached=responses[original].ok)
@@ -221,6 +270,8 @@ class LLM:
         if copies:
             self._record([{"calls": 0, "cache_hits": sum(responses[i] is not None and responses[i].ok for i, _ in copies)}])
         progress.log()
+        if self.on_answered is not None and self.cache is not None:
+            self.on_answered({self._answered_by.get(keys[i], keys[i]) for i, r in enumerate(responses) if r is not None and r.ok})
         if self._stopped is not None:
             raise self._stopped
         return responses
@@ -254,7 +305,54 @@ class LLM:
 
     def _store(self, request: Request, response: Response, key: str | None = None) -> None:
         if self.cache is not None and response.ok:
-            self.cache.put(key or self.key(request), request.as_dict(), response)
+            try:
+                self.cache.put(key or self._canonical_key(request), request.as_dict(), response)
+            except OSError as err:
+                self._write_failed("a reply in the cache", err)
+
+    def _write_failed(self, what: str, err: OSError) -> None:
+        """Stop making calls: what is paid from now on could not be kept."""
+        with self._lock:
+            if self._stopped is None:
+                self._stopped = StorageError(
+                    f"could not store {what} for {self._endpoint()}: {err}; no new calls were made (those in "
+                    "flight were finished and stored where they could be). Free the space or fix the filesystem "
+                    "and rerun: what was stored is not paid again")
+                log.error("%s", self._stopped)
+                self._stop.set()
+            else:
+                log.error("could not store %s either: %s", what, err)
+
+    def _endpoint(self) -> str:
+        rule = f" in rule {self.rule}" if self.rule else ""
+        return f"endpoint {self.name!r}{rule}"
+
+    def _late_hit(self, request: Request, key: str) -> Response | None:
+        """A reply another job stored since this run looked (it asked the same request)."""
+        if self.cache is None:
+            return None
+        self.cache.refresh(every=CACHE_REFRESH_SECONDS)
+        hit = self._get(request, key)
+        if hit is not None:
+            with self._lock:
+                self._late_hits += 1
+        return hit
+
+    def _settle(self, keys: list[str], todo: list[int], responses: list, began: float) -> None:
+        """Where another job paid for a request this run paid for too, every reader serves the
+        earlier reply (cache.choose): this run's outputs take it as well, so a verdict and the
+        replay bundle agree. While another job writes, an earlier-stamped reply of its may not
+        show yet: wait until any would (SETTLE_SECONDS past this run's last reply)."""
+        if self.cache is None or self.cache.last_put < began:
+            return  # nothing paid and stored in this run
+        if self.cache.others_writing(since=began - SETTLE_SECONDS):
+            time.sleep(max(0.0, self.cache.last_put + SETTLE_SECONDS - time.time()))
+        self.cache.refresh()
+        for i in todo:
+            if responses[i] is not None and responses[i].ok and not responses[i].cached and self.cache.has_others(keys[i]):
+                chosen = self.cache.get(keys[i])
+                if chosen is not None:
+                    responses[i] = dataclasses.replace(chosen, cached=False, seconds=responses[i].seconds)
 
     # --- one API call, with its retries -----------------------------------------------
 
@@ -262,6 +360,8 @@ class LLM:
         start = time.monotonic()
         attempts = 0
         error = None
+        if (hit := self._late_hit(request, key)) is not None:
+            return hit
         while True:
             if self._stop.is_set() or not self._pace(request):
                 if not attempts:
@@ -413,7 +513,10 @@ class LLM:
                    "provider": self.provider.name, "pid": os.getpid()}
         with self._lock:
             self._recorded_cost += sum(row.get("cost_usd", 0.0) for row in rows)
-        self._ledger_writer.append([{**context, **row} for row in rows])
+        try:
+            self._ledger_writer.append([{**context, **row} for row in rows])
+        except OSError as err:
+            self._write_failed("a ledger line", err)
 
     def summary_json(self) -> str:
         return json.dumps(self.ledger.summary())

@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from ..checkpoints import fingerprint, load_model
+from .. import hardware
+from ..checkpoints import fingerprint, load_model, model_identity
 from ..template import encode_continuation, encode_prompt
 from .base import LLMError, Provider, Request, Response
 
@@ -92,6 +93,11 @@ class LocalProvider(Provider):
         self.progress_seconds = progress_seconds  # a decode loop's progress line in the job log, this often
 
     def identity(self) -> dict:
+        # the weights, tokenizer and generation settings by content, and the precision the
+        # model runs in here (bf16, fp16 or fp32 decode differently)
+        return {"weights": model_identity(self.model_dir), "decoder": DECODER_VERSION, "precision": hardware.precision()}
+
+    def legacy_identity(self) -> dict:
         return {"weights": fingerprint(self.model_dir), "decoder": DECODER_VERSION}
 
     def complete_batch(self, requests: list[Request]) -> list[Response]:

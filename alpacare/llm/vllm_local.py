@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .. import hardware
 from ..cluster import largest_tensor_parallel
-from ..checkpoints import adapter_checkpoint, base_dir, fingerprint
+from ..checkpoints import adapter_checkpoint, base_dir, fingerprint, model_identity
 from .base import LLMError, Provider, Request, Response
 
 # Part of every vLLM reply's cache key, like llm.local's DECODER_VERSION: bump it when a change
@@ -69,7 +69,23 @@ class VLLMProvider(Provider):
         self._lora = None
 
     def identity(self) -> dict:
-        # a different engine may decode differently: its version is part of a reply's identity
+        # a different engine may decode differently: its version is part of a reply's identity,
+        # and so are the precision and the tensor-parallel size (reductions split across GPUs
+        # sum in another order); the weights by content (model_identity)
+        return {"weights": model_identity(self.model_dir), "vllm": _vllm().__version__, "prompting": PROMPTING_VERSION,
+                "precision": hardware.precision(), "tensor_parallel": self._shards()[0]}
+
+    def _served_dir(self) -> Path:
+        """The weights vLLM loads: a LoRA checkpoint's base model (the adapter rides on it)."""
+        return base_dir(self.model_dir) if adapter_checkpoint(self.model_dir) is not None else Path(self.model_dir)
+
+    def _shards(self) -> tuple[int, int]:
+        """(tensor-parallel size, GPUs granted): the granted GPUs the attention heads divide among
+        (two for a 13B model; of three GPUs, 40 heads use two)."""
+        granted = hardware.visible_gpus()
+        return tensor_parallel_size(self._served_dir(), granted), granted
+
+    def legacy_identity(self) -> dict:
         return {"weights": fingerprint(self.model_dir), "vllm": _vllm().__version__, "prompting": PROMPTING_VERSION}
 
     def engine(self):
@@ -79,14 +95,9 @@ class VLLMProvider(Provider):
             if precision not in VLLM_DTYPES:
                 raise LLMError(f"{self.model_dir}: the vLLM backend needs a CUDA GPU and this job sees none "
                                "(generation.backend: transformers runs on the CPU)")
-            model = self.model_dir
             lora = adapter_checkpoint(self.model_dir) is not None
-            if lora:
-                model = str(base_dir(self.model_dir))
-            # tensor parallel over the granted GPUs the model's attention heads divide among
-            # (two for a 13B model; of three GPUs, 40 heads use two)
-            granted = hardware.visible_gpus()
-            shards = tensor_parallel_size(Path(model), granted)
+            model = str(self._served_dir())
+            shards, granted = self._shards()
             if shards < granted:
                 log.warning("%s: %d GPU(s) granted, vLLM uses %d (tensor parallelism needs a count the attention "
                             "heads divide by)", self.model_dir, granted, shards)

@@ -40,6 +40,7 @@ def open_llm(name, spec, settings, model_dir):
         spec = {**config["llms"][endpoint], **spec}
         name = endpoint
     llm = make_llm(name, spec, settings or {}, model_dir=model_dir, rule=snake.current_rule())
+    llm.on_answered = snake.record_replies  # the replay bundle carries every reply the outputs used
     _opened = llm
     return llm, model_id(spec, model_dir)
 
