@@ -1,0 +1,332 @@
+"""Judges measured against people: alpaca_eval's evaluator metrics on its human cross-annotations.
+
+alpaca_eval (tatsu-lab/alpaca_eval, `alpaca_eval analyze_evaluators`; src/alpaca_eval/analyze.py
+and metrics/helpers.py, the same in release 0.6.6) scores an automatic annotator on about 650
+AlpacaFarm pairs that 4 people each judged (`alpaca_farm_human_crossannotations`). Its
+definitions, reproduced here on plain records (tests/test_judgevalidation.py checks them against
+the `alpaca-eval` package itself):
+
+- An annotation is a `preference` on a pair (instruction, output_1, output_2): 1 (output_1 is
+  better), 2 (output_2), 1.5 (a tie; a legacy 0 means the same), missing when unparsed. The
+  n-th annotation of a pair, in file order, has index n; the gold table keeps the pairs with at
+  least 4 annotations, the first 4 each.
+- Agreement of annotations A with B, A taking n1 of its indices and B n2 of its: for every
+  choice of index sets, each side's "Bayes estimator" per pair (the mode of its annotations, a
+  tie between modes broken by pandas' `sample(random_state=123)`; the median once continuous
+  values appear), then 1 - mean |a - b| over the pairs both sides have (the "absolute" scoring
+  rule, alpaca_eval's default). When A and B are the same annotator, index sets that overlap are
+  skipped (an annotator is never compared with itself). The combinations are averaged.
+- Human agreement: each single annotation of the judge against the mode of all 4 people (for
+  the humans themselves: each person against the mode of the other 3, leave-one-out).
+- Bias: the error (1 - agreement) of the judge's own mode against the people's mode (0 for the
+  humans, by definition). Variance: the error of each of the judge's annotations against the
+  mode of its others. Both need at least two annotations per pair.
+- Probability of preferring the longer output: over the pairs whose outputs differ by more than
+  30 characters, the share where the preferred output is the longer (the first annotation of
+  each pair, as alpaca_eval's drop_duplicates keeps it). Likewise for lists (alpaca_eval's
+  `contains_list` patterns), over the pairs where exactly one output holds a list.
+- Proba. prefer 1: 2 - the mean preference; # parsed: the annotations with a preference.
+
+Uncertainties: the standard error alpaca_eval itself computes for an agreement (`sem_samples`:
+the standard error of the per-pair scores, ddof 1, averaged over the index combinations), for
+human agreement, bias and variance; the standard error of a proportion (the same sem of its 0/1
+indicators) for the length, list and position preferences. Spearman and Pearson correlations of
+the leaderboard need the generators of each pair (another file, alpaca_farm_human_annotations)
+and are not computed.
+
+A judge of this project answers every pair in both orders: its annotations are those two orders
+(index 0: output_1 shown as (a); index 1: output_2 shown as (a)). alpaca_eval instead asks 4
+seeds, each showing a random order; for a deterministic judge the human agreement is the same in
+expectation, while our variance is the disagreement between the two orders themselves."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+
+KEYS = ("instruction", "output_1", "output_2")
+N_ANNOTATORS = 4
+SIGNIFICANT_LENGTH = 30  # characters: alpaca_eval's `significant_delta_length`
+MODE_SEED = 123  # alpaca_eval's `_random_mode` tie-break
+# alpaca_eval's assumptions for the people (constants.ALPACAFARM_GOLD_CROSSANNOTATIONS): 9.2 minutes
+# for 15 pairs, $0.3 a pair
+HUMAN_SECONDS_PER_EXAMPLE = 9.2 * 60 / 15
+HUMAN_PRICE_PER_EXAMPLE = 0.3
+# alpaca_eval's utils.contains_list: bullets, numbered and lettered items at a line's start
+_LISTS = [re.compile(p, re.MULTILINE) for p in (r"^\s*[\*\•\-]\s*[^\w]*\w+", r"^\s*\d+[\.\)]\s*[^\w]*\w+",
+                                                 r"^\s*[a-zA-Z][\.\)]\s+[^\w]*\w+")]
+FIELDS = {"instruction": str, "output_1": str, "output_2": str, "preference": (int, float)}
+
+NAN = float("nan")
+
+
+class CrossAnnotationError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotation tables: pair key -> preferences in index order (NaN where unparsed)
+
+
+def check_rows(rows, source: str = "cross-annotations") -> None:
+    """Refuse a file that is not in alpaca_eval's cross-annotation format, naming the row and field."""
+    if not isinstance(rows, list) or not rows:
+        raise CrossAnnotationError(f"{source}: expected a non-empty JSON list of annotation records")
+    for n, row in enumerate(rows):
+        for field, kind in FIELDS.items():
+            value = row.get(field) if isinstance(row, dict) else None
+            if field == "preference" and value is None:
+                continue
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CrossAnnotationError(f"{source}: record {n} has no {kind.__name__ if isinstance(kind, type) else 'number'} "
+                                           f"field {field!r}")
+
+
+def _pref(value) -> float:
+    return NAN if value is None else float(value)
+
+
+def table(rows) -> dict[tuple, list[float]]:
+    """Group annotation records by pair, in file order (the n-th record of a pair is index n)."""
+    grouped: dict[tuple, list[float]] = {}
+    for row in rows:
+        grouped.setdefault(tuple(row[k] for k in KEYS), []).append(_pref(row.get("preference")))
+    return grouped
+
+
+def _count(values) -> int:
+    return sum(not math.isnan(v) for v in values)
+
+
+def select(annotations: dict, n: int | None, drop_extra: bool = True) -> dict:
+    """alpaca_eval's _select_n_annotations: the first n annotations of each pair (drop_extra), and
+    only the pairs with at least n parsed ones (n None: the fewest any pair has)."""
+    if drop_extra:
+        annotations = {k: v[:n] for k, v in annotations.items()}
+    counts = {k: _count(v) for k, v in annotations.items()}
+    least = n or (min(counts.values()) if counts else 0)
+    return {k: v for k, v in annotations.items() if counts[k] >= least}
+
+
+def gold(rows) -> dict:
+    """The people's table as alpaca_eval's Analyzer keeps it: pairs with 4 annotations, the first 4."""
+    return select(table(rows), N_ANNOTATORS)
+
+
+# ---------------------------------------------------------------------------------------------
+# The scoring rule ("absolute") and its Bayes estimator
+
+
+def _as_pref(v: float) -> float:
+    return 1.5 if v == 0 else v  # a legacy 0 is a tie
+
+
+def random_mode(values) -> float:
+    """The mode; between several, the one pandas' Series.sample(1, random_state=123) picks from
+    the sorted modes (a permutation by numpy's legacy RandomState, as pandas draws it)."""
+    counts = Counter(v for v in values if not math.isnan(v))
+    if not counts:
+        return NAN
+    top = max(counts.values())
+    modes = sorted(v for v, c in counts.items() if c == top)
+    if len(modes) > 1:
+        return modes[int(np.random.RandomState(MODE_SEED).choice(len(modes), size=1, replace=False)[0])]
+    return modes[0]
+
+
+def bayes_estimator(values) -> float:
+    values = [_as_pref(v) for v in values]
+    if all(math.isnan(v) or v in (0.0, 1.0, 2.0, 1.5) for v in values):
+        return random_mode(values)
+    present = [v for v in values if not math.isnan(v)]
+    return float(np.median(present)) if present else NAN
+
+
+def _estimates(annotations: dict, indices) -> dict:
+    chosen = {}
+    for key, values in annotations.items():
+        picked = [values[i] for i in indices if i < len(values)]
+        if picked:
+            chosen[key] = bayes_estimator(picked)
+    return chosen
+
+
+def _sem(values) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    if len(present) < 2:
+        return NAN
+    return float(np.std(present, ddof=1) / math.sqrt(len(present)))
+
+
+def _mean(values) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else NAN
+
+
+def _score_pairs(first: dict, second: dict) -> dict:
+    common = [k for k in first if k in second]
+    per_pair = [1 - abs(second[k] - first[k]) for k in common]
+    score = _mean(per_pair)
+    return {"score": score, "error": 1 - score, "sem_samples": _sem(per_pair), "counts": len(common)}
+
+
+def agreement(first: dict, second: dict | None = None, n1: int | None = 1, n2: int | None = None,
+              same: bool | None = None) -> dict:
+    """alpaca_eval's Analyzer.agreement_of_annotations on two tables (second None: the same)."""
+    second = first if second is None else second
+    same = (second is first) if same is None else same
+    if same and n1 is None:
+        raise ValueError("n1 cannot be None when an annotator is compared with itself")
+    first = select(first, n1, drop_extra=False)
+    max1 = max(_count(v) for v in first.values())  # alpaca_eval's n_annotated: parsed annotations
+    n1 = n1 or max1
+    if n1 > max1:
+        raise ValueError(f"n1={n1} is larger than the most annotations a pair has ({max1})")
+    if same:
+        n2 = n2 or (max1 - n1)
+    second = select(second, n2, drop_extra=False)
+    max2 = max(_count(v) for v in second.values())
+    n2 = n2 or max2
+    if n2 > max2:
+        raise ValueError(f"n2={n2} is larger than the most annotations a pair has ({max2})")
+    results: dict = {}
+    for idcs_1 in combinations(range(max1), n1):
+        for idcs_2 in combinations(range(max2), n2):
+            if same:
+                if set(idcs_1) & set(idcs_2):
+                    continue
+                if (idcs_2, idcs_1) in results:
+                    results[(idcs_1, idcs_2)] = results[(idcs_2, idcs_1)]
+                    continue
+            results[(idcs_1, idcs_2)] = _score_pairs(_estimates(first, idcs_1), _estimates(second, idcs_2))
+    if not results:
+        raise ValueError("no two disjoint sets of annotations to compare")
+    runs = list(results.values())
+    # a plain mean (a NaN in any combination makes it NaN, as pandas' sum of Series does)
+    out = {field: sum(r[field] for r in runs) / len(runs) for field in ("score", "error", "sem_samples", "counts")}
+    scores = [r["score"] for r in runs]
+    out["sem_annotators"] = _sem(scores)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Preference for length, lists and position
+
+
+def contains_list(text: str) -> bool:
+    return any(p.search(text) for p in _LISTS)
+
+
+def _best_worse(rows):
+    """(best, worse) output of the first annotation of each pair, as alpaca_eval reads a preference
+    (a tie or a missing one counts output_2 as both, so it never enters a count)."""
+    seen = set()
+    for row in rows:
+        key = tuple(row[k] for k in KEYS)
+        if key in seen:
+            continue
+        seen.add(key)
+        p = _pref(row.get("preference"))
+        best = row["output_1"] if 1 <= p < 1.5 else row["output_2"]
+        worse = row["output_1"] if 1.5 < p <= 2 else row["output_2"]
+        yield best, worse
+
+
+def _proportion(hits: list[bool]) -> tuple[float, float, int]:
+    if not hits:
+        return NAN, NAN, 0
+    p = sum(hits) / len(hits)
+    return p, _sem([float(h) for h in hits]), len(hits)
+
+
+def prefer_longer(rows) -> tuple[float, float, int]:
+    """(probability, its standard error, pairs counted): the preferred output is the longer one,
+    among pairs whose outputs differ by more than 30 characters."""
+    hits = [len(b) > len(w) for b, w in _best_worse(rows) if abs(len(b) - len(w)) > SIGNIFICANT_LENGTH]
+    return _proportion(hits)
+
+
+def prefer_lists(rows) -> tuple[float, float, int]:
+    """(probability, standard error, pairs counted): the preferred output holds the list, among
+    pairs where exactly one output holds one."""
+    hits = []
+    for best, worse in _best_worse(rows):
+        b, w = contains_list(best), contains_list(worse)
+        if b != w:
+            hits.append(b)
+    return _proportion(hits)
+
+
+# ---------------------------------------------------------------------------------------------
+# The leaderboard row
+
+
+def longest_rows(gold_rows) -> list[dict]:
+    """alpaca_eval's `longest` annotator: every annotation replaced by the longer output (output_2
+    when the lengths are equal)."""
+    return [{**r, "preference": 1 if len(r["output_1"]) > len(r["output_2"]) else 2} for r in gold_rows]
+
+
+def gold_rows(rows) -> list[dict]:
+    """The people's records that alpaca_eval keeps (pairs with 4 annotations, the first 4 each), in file order."""
+    keep = gold(rows)
+    taken: Counter = Counter()
+    kept = []
+    for row in rows:
+        key = tuple(row[k] for k in KEYS)
+        if key in keep and taken[key] < N_ANNOTATORS:
+            taken[key] += 1
+            kept.append(row)
+    return kept
+
+
+def metrics(rows, gold_table: dict, *, humans: bool = False, price_per_example: float | None = None,
+            seconds_per_example: float | None = None) -> dict:
+    """One evaluator's row of alpaca_eval's evaluator leaderboard, with uncertainties. `rows`:
+    the evaluator's annotation records (all indices of a pair in index order, e.g. index 0 of
+    every pair first); humans: the rows are the people's own (leave-one-out, bias 0)."""
+    annotations = table(rows)
+    if humans:
+        annotations = gold_table
+    own = agreement(annotations, gold_table, n1=1, n2=None, same=humans)
+    out = {"human_agreement": own["score"] * 100, "human_agreement_se": own["sem_samples"] * 100,
+           "human_agreement_se_annotators": own["sem_annotators"] * 100, "pairs": own["counts"]}
+    if humans:
+        out["bias"], out["bias_se"] = 0.0, 0.0
+    else:
+        try:
+            if max(len(v) for v in annotations.values()) < 2:  # alpaca_eval asserts several indices
+                raise ValueError("one annotation per pair")
+            b = agreement(annotations, gold_table, n1=None, n2=None, same=False)
+            out["bias"], out["bias_se"] = b["error"] * 100, b["sem_samples"] * 100
+        except (ValueError, ZeroDivisionError):
+            out["bias"], out["bias_se"] = NAN, NAN
+    try:
+        v = agreement(annotations, None, n1=1, n2=None, same=True)
+        out["variance"], out["variance_se"] = v["error"] * 100, v["sem_samples"] * 100
+    except (ValueError, ZeroDivisionError):
+        out["variance"], out["variance_se"] = NAN, NAN
+    out["prefer_longer"], out["prefer_longer_se"], out["prefer_longer_pairs"] = prefer_longer(rows)
+    out["prefer_lists"], out["prefer_lists_se"], out["prefer_lists_pairs"] = prefer_lists(rows)
+    prefs = [_pref(r.get("preference")) for r in rows]
+    out["prefer_1"] = 2 - _mean(prefs)
+    out["prefer_1_se"] = _sem(prefs)
+    out["parsed"] = _count(prefs)
+    out["price_per_1000"] = None if price_per_example is None else price_per_example * 1000
+    out["seconds_per_1000"] = None if seconds_per_example is None else seconds_per_example * 1000
+    return out
+
+
+def anchors(crossannotation_rows) -> dict[str, dict]:
+    """The two evaluators that need no model: the people themselves and `longest`."""
+    kept = gold_rows(crossannotation_rows)
+    table_ = gold(crossannotation_rows)
+    return {
+        "humans": metrics(kept, table_, humans=True, price_per_example=HUMAN_PRICE_PER_EXAMPLE,
+                          seconds_per_example=HUMAN_SECONDS_PER_EXAMPLE),
+        "longest": metrics(longest_rows(kept), table_, price_per_example=0.0, seconds_per_example=0.0),
+    }
