@@ -41,6 +41,8 @@ expectation, while our variance is the disagreement between the two orders thems
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections import Counter
@@ -330,3 +332,56 @@ def anchors(crossannotation_rows) -> dict[str, dict]:
                           seconds_per_example=HUMAN_SECONDS_PER_EXAMPLE),
         "longest": metrics(longest_rows(kept), table_, price_per_example=0.0, seconds_per_example=0.0),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# A judge of this project on the cross-annotated pairs
+
+
+def pair_id(instruction: str, output_1: str, output_2: str) -> str:
+    """A pair's identity from its content (never its position), for its verdict rows and cache entries."""
+    digest = hashlib.sha256(json.dumps([instruction, output_1, output_2]).encode("utf-8")).hexdigest()
+    return f"pair-{digest[:16]}"
+
+
+def pairs(crossannotation_rows, limit: int | None = None) -> list[dict]:
+    """The pairs alpaca_eval scores (4 annotations or more), in the order the file first names
+    them; `limit`: the first so many, for a cheap first look."""
+    kept = gold(crossannotation_rows)
+    chosen = list(kept)[:limit] if limit is not None else list(kept)
+    return [{"id": pair_id(*key), **dict(zip(KEYS, key))} for key in chosen]
+
+
+def as_outputs(pair_list) -> tuple[list[dict], list[dict]]:
+    """The pairs as two output files for the judge stage: output_1 plays the reference, output_2
+    the model, so the `reference_first` order shows output_1 as (a)."""
+    first = [{"id": p["id"], "instruction": p["instruction"], "input": "", "output": p["output_1"]} for p in pair_list]
+    second = [{"id": p["id"], "instruction": p["instruction"], "input": "", "output": p["output_2"]} for p in pair_list]
+    return first, second
+
+
+ORDER_INDEX = {"reference_first": 0, "model_first": 1}
+
+
+def judge_rows(pair_list, verdict_rows) -> list[dict]:
+    """The judge's annotation records in alpaca_eval's format: one per pair and order (index 0:
+    output_1 shown as (a), all of them first; index 1: the swapped order), preference 1 + the
+    verdict's score of output_2 (1, 1.5 for a tie, 2; None where no verdict was parsed)."""
+    by_id = {p["id"]: p for p in pair_list}
+    found = {(v["id"], v["order"]): v for v in verdict_rows}
+    missing = [f"{p['id']} ({order})" for p in pair_list for order in ORDER_INDEX if (p["id"], order) not in found]
+    if missing:
+        raise CrossAnnotationError(f"the judge's verdicts lack {len(missing)} pair(s) and order(s): {', '.join(missing[:5])}")
+    rows = []
+    for order, index in ORDER_INDEX.items():
+        for pid, pair in by_id.items():
+            score = found[(pid, order)].get("model_score")
+            rows.append({**{k: pair[k] for k in KEYS}, "preference": None if score is None else 1 + score,
+                         "index": index})
+    return rows
+
+
+def restrict(crossannotation_rows, pair_list) -> list[dict]:
+    """The people's records on the chosen pairs only (the anchors then stand on the judge's ground)."""
+    wanted = {tuple(p[k] for k in KEYS) for p in pair_list}
+    return [r for r in crossannotation_rows if tuple(r[k] for k in KEYS) in wanted]

@@ -1,0 +1,111 @@
+"""Judges against people: alpacare.judgevalidation against alpaca_eval's own definitions."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alpacare import judgevalidation as jv
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "data" / "judgevalidation" / "alpaca_farm_human_crossannotations.json"
+# the `alpaca-eval` package lives in a venv of its own (its pins clash with the project's lock); .ci/run makes it
+ALPACA_EVAL_PYTHON = Path(os.environ.get("ALPACA_EVAL_PYTHON", "/tmp/alpaca-eval-venv/bin/python"))
+
+
+def rows():
+    return json.loads(FIXTURE.read_text())
+
+
+def test_fixture_is_in_the_real_files_format():
+    data = rows()
+    jv.check_rows(data, str(FIXTURE))
+    fields = {"instruction": str, "output_1": str, "output_2": str, "preference": int, "annotator_index": int,
+              "dataset": str, "datasplit": str}   # the hub loader's features for this config
+    assert all(set(r) == set(fields) and all(isinstance(r[f], t) for f, t in fields.items()) for r in data)
+    # a pair with 3 annotations is dropped, one with 5 keeps its first 4: 13 pairs of 4
+    assert len(jv.gold(data)) == 13 and len(jv.gold_rows(data)) == 52
+
+
+def test_agreement_as_alpaca_eval_documents_it():
+    """The worked example in alpaca_eval's Analyzer.agreement_of_annotations docstring."""
+    data = [{"instruction": f"q{n // 4}", "output_1": "x", "output_2": "y", "preference": p}
+            for n, p in enumerate([1] * 4 + [2, 2, 2, 1])]
+    table = jv.table(data)
+    one_vs_one = jv.agreement(table, None, n1=1, n2=1)
+    assert one_vs_one["score"] == pytest.approx(0.75)
+    assert one_vs_one["sem_annotators"] == pytest.approx(0.075378, abs=1e-6)
+    assert jv.agreement(table, None, n1=1, n2=3)["score"] == pytest.approx(0.875)
+
+
+def test_mode_tie_break_is_pandas_sample_with_seed_123():
+    pandas = pytest.importorskip("pandas")
+    for values in ([1.0, 2.0], [1.0, 2.0, 1.5], [2.0, 1.0, 2.0, 1.0]):
+        expected = pandas.Series(values).mode().sample(1, random_state=123).item()
+        assert jv.random_mode(values) == expected
+
+
+def test_refuses_a_file_not_in_the_format_naming_the_record():
+    bad = rows()[:3] + [{"instruction": "q", "output_1": "a", "preference": 1}]
+    with pytest.raises(jv.CrossAnnotationError, match="record 3 .*'output_2'"):
+        jv.check_rows(bad, "x.json")
+
+
+def test_judge_rows_are_both_orders_in_alpaca_evals_preference():
+    pair_list = jv.pairs(rows(), limit=3)
+    scores = {(pair_list[0]["id"], "reference_first"): 0.0, (pair_list[0]["id"], "model_first"): 1.0,
+              (pair_list[1]["id"], "reference_first"): 0.5, (pair_list[1]["id"], "model_first"): None,
+              (pair_list[2]["id"], "reference_first"): 1.0, (pair_list[2]["id"], "model_first"): 1.0}
+    verdicts = [{"id": i, "order": o, "model_score": s} for (i, o), s in scores.items()]
+    annotated = jv.judge_rows(pair_list, verdicts)
+    assert [r["index"] for r in annotated] == [0, 0, 0, 1, 1, 1]
+    assert [r["preference"] for r in annotated] == [1.0, 1.5, 2.0, 2.0, None, 2.0]
+    with pytest.raises(jv.CrossAnnotationError, match="lack 1 pair"):
+        jv.judge_rows(pair_list, verdicts[:-1])
+
+
+def a_judge(data):
+    """A judge's two orders on the fixture's pairs: longest in one order, a flip, a tie and an unparsed reply."""
+    pair_list = jv.pairs(data)
+    verdicts = []
+    for n, p in enumerate(pair_list):
+        longer_second = len(p["output_2"]) >= len(p["output_1"])
+        verdicts.append({"id": p["id"], "order": "reference_first", "model_score": 1.0 if longer_second else 0.0})
+        second = {0: None, 1: 0.5}.get(n, (1.0 if longer_second else 0.0) if n % 3 else 1.0)
+        verdicts.append({"id": p["id"], "order": "model_first", "model_score": second})
+    return jv.judge_rows(pair_list, verdicts)
+
+
+@pytest.mark.skipif(not ALPACA_EVAL_PYTHON.exists(), reason=f"no alpaca-eval venv at {ALPACA_EVAL_PYTHON} (.ci/run "
+                    "creates it: python3 -m venv /tmp/alpaca-eval-venv && /tmp/alpaca-eval-venv/bin/pip install "
+                    "alpaca-eval==0.6.6); set ALPACA_EVAL_PYTHON to another")
+def test_same_metrics_as_the_alpaca_eval_package(tmp_path):
+    """humans, longest and a judge with ties and an unparsed reply: every leaderboard column
+    alpaca_eval 0.6.6 computes from the cross-annotations, and its standard error of the agreement."""
+    data = rows()
+    judge = a_judge(data)
+    (tmp_path / "judge.json").write_text(json.dumps(judge))
+    done = subprocess.run([str(ALPACA_EVAL_PYTHON), str(ROOT / "tests" / "alpaca_eval_reference.py"), str(FIXTURE),
+                           str(tmp_path / "judge.json")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads(done.stdout)
+    ours = {**jv.anchors(data), "judge": jv.metrics(judge, jv.gold(data), price_per_example=0.0, seconds_per_example=0.0)}
+    columns = {"Human agreement": "human_agreement", "human_agreement_se": "human_agreement_se", "Bias": "bias",
+               "Variance": "variance", "Proba. prefer longer": "prefer_longer", "Proba. prefer lists": "prefer_lists",
+               "Proba. prefer 1": "prefer_1", "# parsed": "parsed", "Price [$/1000 examples]": "price_per_1000",
+               "Time [seconds/1000 examples]": "seconds_per_1000"}
+    for name in ("humans", "longest", "judge"):
+        for their_column, our_key in columns.items():
+            expected, got = theirs[name][their_column], ours[name][our_key]
+            if expected is None:
+                assert got is None or math.isnan(got), (name, their_column, got)
+            else:
+                assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), (name, their_column, got, expected)
+    # the judge differs from the anchors, so the comparison tests something
+    assert ours["judge"]["human_agreement"] not in (ours["humans"]["human_agreement"], ours["longest"]["human_agreement"])
+    assert 0 < ours["judge"]["variance"] and ours["judge"]["parsed"] == 2 * 13 - 1
+    print(json.dumps({n: {k: ours[n][k] for k in columns.values()} for n in ours}, indent=1), file=sys.stderr)
