@@ -47,6 +47,7 @@ import math
 import re
 from collections import Counter
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
@@ -385,3 +386,152 @@ def restrict(crossannotation_rows, pair_list) -> list[dict]:
     """The people's records on the chosen pairs only (the anchors then stand on the judge's ground)."""
     wanted = {tuple(p[k] for k in KEYS) for p in pair_list}
     return [r for r in crossannotation_rows if tuple(r[k] for k in KEYS) in wanted]
+
+
+# ---------------------------------------------------------------------------------------------
+# The people's file: alpaca_eval's hub dataset, pinned by revision and SHA-256
+
+HUB = "alpaca_eval-hub"
+HUB_REPO = "tatsu-lab/alpaca_eval"
+HUB_PATH = "alpaca_farm_human_crossannotations.json"
+# Not pinned: the hub could not be read where this was written, and no public page we could read
+# gave the file's LFS SHA-256. A pin given in the config (judge_validation.revision and .sha256)
+# stands in; without either the job stops with CrossAnnotationPinMissing rather than trust a download.
+HUB_REVISION: str | None = None
+HUB_SHA256: str | None = None
+FULL_PAIRS = 648  # the leaderboard's "# parsed" 2592 = 648 pairs x 4 people
+
+
+class CrossAnnotationPinMissing(CrossAnnotationError):
+    pass
+
+
+def source_params(spec: dict) -> dict:
+    """What decides the people's file, as a rule's params: a local path (checked against
+    `sha256` if given), a URL with its SHA-256, or the hub file at a pinned revision."""
+    where = spec.get("crossannotations", HUB)
+    sha256 = spec.get("sha256")
+    if where == HUB:
+        revision = spec.get("revision") or HUB_REVISION
+        sha256 = sha256 or HUB_SHA256
+        url = f"https://huggingface.co/datasets/{HUB_REPO}/resolve/{revision}/{HUB_PATH}" if revision else None
+        return {"hub": f"{HUB_REPO}:{HUB_PATH}", "url": url, "sha256": sha256}
+    if str(where).startswith(("http://", "https://", "file:")):
+        return {"url": where, "sha256": sha256}
+    return {"path": str(where), "sha256": sha256}
+
+
+def read_source(params: dict, root: Path = Path(".")) -> bytes:
+    """The people's file's bytes, refused unless they match the pin."""
+    from .published import read_url
+
+    if "path" in params:
+        data = (root / params["path"]).read_bytes()
+    else:
+        if not params.get("url") or not params.get("sha256"):
+            what = params.get("hub") or params.get("url")
+            raise CrossAnnotationPinMissing(
+                f"{what}: no pinned {'revision and ' if 'hub' in params else ''}SHA-256, so a download could not be "
+                "checked and is refused. Pin it in the config (judge_validation.revision: the hub commit; "
+                "judge_validation.sha256: the file's SHA-256, as the hub's file page lists it) after checking the "
+                "file, or give a local copy as judge_validation.crossannotations")
+        data = read_url(params["url"])
+    if params.get("sha256") and hashlib.sha256(data).hexdigest() != params["sha256"]:
+        raise CrossAnnotationError(f"{params.get('path') or params.get('url')}: SHA-256 {hashlib.sha256(data).hexdigest()} "
+                                   f"is not the pinned {params['sha256']}; refusing to use it")
+    return data
+
+
+def is_full_published_set(params: dict, limit: int | None, n_pairs: int) -> bool:
+    """Whether a measurement stands on alpaca_eval's whole file (then the anchors must equal the
+    leaderboard's)."""
+    return "hub" in params and limit is None and n_pairs == FULL_PAIRS
+
+
+# ---------------------------------------------------------------------------------------------
+# The validation table: our measurements beside the leaderboard's published rows
+
+PUBLISHED = Path(__file__).resolve().parent.parent / "data" / "judges" / "alpaca_eval_evaluators.yaml"
+COLUMNS = (  # (key, header, with its standard error, digits)
+    ("human_agreement", "human agreement %", True, 1), ("bias", "bias %", True, 1), ("variance", "variance %", True, 1),
+    ("prefer_longer", "P(prefer longer)", True, 2), ("prefer_lists", "P(prefer lists)", True, 2),
+    ("prefer_1", "P(prefer output_1)", True, 2), ("parsed", "# parsed", False, 0),
+    ("price_per_1000", "$ / 1000 pairs", False, 2), ("seconds_per_1000", "s / 1000 pairs", False, 0),
+)
+
+
+def load_published(path: Path = PUBLISHED) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def report(judge_name: str, judge_metrics: dict, anchor_metrics: dict, published: dict, meta: dict) -> dict:
+    """The validation record: the judge and the anchors measured here, the leaderboard's rows,
+    and whether the anchors equal the leaderboard's (only meaningful on the whole published file)."""
+    rows = [{"evaluator": judge_name, "source": "measured here", **judge_metrics}]
+    rows += [{"evaluator": name, "source": "measured here", **m} for name, m in anchor_metrics.items()]
+    rows += [{"evaluator": name, "source": "alpaca_eval v0.6.6 (published)", **values}
+             for name, values in published["evaluators"].items()]
+    check = {}
+    if meta.get("full_published_set"):
+        for name, m in anchor_metrics.items():
+            expected = published["evaluators"][name]["human_agreement"]
+            check[name] = {"measured": m["human_agreement"], "published": expected,
+                           "equal": round(m["human_agreement"], 2) == round(expected, 2)}
+    return {"judge": judge_name, **meta, "anchors_vs_published": check or None, "rows": rows}
+
+
+def _cell(row: dict, key: str, with_se: bool, digits: int) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:,.{digits}f}"
+    se = row.get(f"{key}_se")
+    if with_se and se is not None and not math.isnan(se):
+        text += f" ± {se:.{digits}f}"
+    return text
+
+
+def markdown(record: dict) -> str:
+    lines = [f"# {record['judge']} against people: alpaca_eval's human cross-annotations", "",
+             f"{record['pairs_judged']} of the file's {record['pairs_in_file']} pairs"
+             f"{' (limit ' + str(record['limit']) + ')' if record.get('limit') is not None else ''}, "
+             f"each judged in both orders; people's file: {record['crossannotations']}.", "",
+             "| evaluator | source | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |",
+             "|---|---|" + "---:|" * len(COLUMNS)]
+    for row in record["rows"]:
+        lines.append(f"| {row['evaluator']} | {row['source']} | "
+                     + " | ".join(_cell(row, k, se, d) for k, _, se, d in COLUMNS) + " |")
+    lines += ["", "± : the standard error alpaca_eval computes (over pairs) for the agreements, and of the "
+              "proportion for the preferences. Bias and variance are errors (lower is better); the judge's "
+              "variance is the disagreement between its two orders. Spearman/Pearson correlations are not "
+              "computed (they need each pair's generator)."]
+    check = record.get("anchors_vs_published")
+    if check:
+        lines += [""] + [f"- anchor {n}: measured {c['measured']:.2f}, published {c['published']:.2f}: "
+                         f"{'equal' if c['equal'] else 'DIFFERENT: the metric code or the file is not theirs'}"
+                         for n, c in check.items()]
+    else:
+        lines += ["", "The anchors (humans, longest) stand on this subset or file, not the whole published one, "
+                  "so they need not equal the leaderboard's rows."]
+    return "\n".join(lines) + "\n"
+
+
+def csv_rows(record: dict) -> list[dict]:
+    keys = ["evaluator", "source"] + [k for col, _, se, _ in COLUMNS for k in ([col, f"{col}_se"] if se else [col])]
+    return [{k: row.get(k) for k in keys} for row in record["rows"]]
+
+
+def human_agreement(judge_name: str, results: str | Path = "results", full_only: bool = True) -> float | None:
+    """A judge's measured human agreement (%) from its validation record, or None where it has
+    none yet (full_only: unless measured on alpaca_eval's whole published file, so that a
+    caption never quotes a limited first look or a test fixture as the judge's agreement)."""
+    path = Path(results) / "judges" / judge_name / "validation.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if full_only and not record.get("full_published_set"):
+        return None
+    return next(r["human_agreement"] for r in record["rows"] if r["source"] == "measured here"
+                and r["evaluator"] == judge_name)

@@ -1,0 +1,119 @@
+# Judges measured against people: each judge under judge_validation.judges judges alpaca_eval's
+# human cross-annotations in both orders through the judge rule itself (its prompt, settings,
+# cache and ledger), and its table sets the judge beside the people, `longest` and alpaca_eval's
+# published evaluator rows (README: Judges against people).
+from alpacare import judgevalidation
+
+VALIDATION = config.get("judge_validation") or {}
+VALIDATED = list(VALIDATION.get("judges", []))
+VALIDATION_SOURCE = judgevalidation.source_params(VALIDATION) if VALIDATED else {}
+JUDGE_VALIDATION_TARGETS = [f"results/judges/{j}/validation.md" for j in VALIDATED]
+VALIDATION_PAIRS = {
+    "output_1": "results/judges/validation_pairs/output_1.json",
+    "output_2": "results/judges/validation_pairs/output_2.json",
+}
+
+
+rule judge_validation_data:
+    """alpaca_eval's human cross-annotations, refused unless they match their pin and format."""
+    input:
+        [VALIDATION_SOURCE["path"]] if "path" in VALIDATION_SOURCE else [],
+        code=code("stages.judgevalidation", "judgevalidation"),
+    output:
+        "results/judges/crossannotations.json",
+    log:
+        "results/logs/judge_validation_data.log",
+    localrule: True
+    conda:
+        ENVS["report"]
+    params:
+        source=VALIDATION_SOURCE,
+    script:
+        "../scripts/judge_validation_data.py"
+
+
+rule judge_validation_pairs:
+    """The cross-annotated pairs (the first `limit`) as two output files: output_1 plays the reference."""
+    input:
+        "results/judges/crossannotations.json",
+        code=code("stages.judgevalidation", "judgevalidation"),
+    output:
+        **VALIDATION_PAIRS,
+    log:
+        "results/logs/judge_validation_pairs.log",
+    localrule: True
+    conda:
+        ENVS["report"]
+    params:
+        limit=VALIDATION.get("limit"),
+    script:
+        "../scripts/judge_validation_pairs.py"
+
+
+# the judge rule itself on the pairs: the same script, prompt, settings, cache and ledger as on the grid
+use rule judge as judge_validation_verdicts with:
+    input:
+        unpack(
+            lambda w: {
+                "model": VALIDATION_PAIRS["output_2"],
+                "reference": VALIDATION_PAIRS["output_1"],
+                **planning.judge_prompt_file(config, w.judge),
+                **planning.llm_inputs(config, config["judges"][w.judge]["llm"], key="judge_model"),
+            }
+        ),
+        code=code("stages.judge", "stages.common", "judge", "data", "llm", "checkpoints", "hardware"),
+    output:
+        "results/judges/{judge}/validation.verdicts.jsonl",
+    log:
+        "results/logs/judge_validation/{judge}.log",
+    wildcard_constraints:
+        judge=names_running("judges", among=VALIDATED),
+
+
+use rule judge_api as judge_validation_verdicts_api with:
+    input:
+        unpack(
+            lambda w: {
+                "model": VALIDATION_PAIRS["output_2"],
+                "reference": VALIDATION_PAIRS["output_1"],
+                **planning.judge_prompt_file(config, w.judge),
+            }
+        ),
+        code=code("stages.judge", "stages.common", "judge", "data", "llm", "checkpoints", "hardware"),
+    output:
+        "results/judges/{judge}/validation.verdicts.jsonl",
+    log:
+        "results/logs/judge_validation/{judge}.log",
+    wildcard_constraints:
+        judge=names_running("judges", local_model=False, among=VALIDATED),
+
+
+rule judge_validation:
+    """A judge against people: alpaca_eval's evaluator metrics with uncertainties, beside its published rows."""
+    input:
+        verdicts="results/judges/{judge}/validation.verdicts.jsonl",
+        crossannotations="results/judges/crossannotations.json",
+        output_1=VALIDATION_PAIRS["output_1"],
+        published="data/judges/alpaca_eval_evaluators.yaml",
+        code=code("stages.judgevalidation", "judgevalidation"),
+    output:
+        json="results/judges/{judge}/validation.json",
+        md=report(
+            "results/judges/{judge}/validation.md",
+            caption="../report/judge_validation.rst",
+            category="Judges against people",
+            labels={"judge": "{judge}"},
+        ),
+        csv="results/judges/{judge}/validation.csv",
+    log:
+        "results/logs/judge_validation/{judge}.table.log",
+    wildcard_constraints:
+        judge=names("judges"),
+    localrule: True
+    conda:
+        ENVS["report"]
+    params:
+        source=VALIDATION_SOURCE,
+        limit=VALIDATION.get("limit"),
+    script:
+        "../scripts/judge_validation.py"
