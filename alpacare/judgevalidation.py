@@ -535,3 +535,25 @@ def human_agreement(judge_name: str, results: str | Path = "results", full_only:
         return None
     return next(r["human_agreement"] for r in record["rows"] if r["source"] == "measured here"
                 and r["evaluator"] == judge_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def validated_judges(config: dict) -> list[str]:
+    """The judges a config validates: judge_validation.judges, or, where it names none, every
+    judge of its grid (evaluation and figures), so that whoever judges the grid is measured."""
+    section = config.get("judge_validation")
+    if section is None:
+        return []
+    if section.get("judges"):
+        return list(section["judges"])
+    from .config import verdict_cells
+
+    return list(dict.fromkeys(j for j, _, _, _ in verdict_cells(config)))
+
+
+def is_pinned(params: dict) -> bool:
+    """Whether the people's file can be had and checked: a local path, or a download with its SHA-256."""
+    return "path" in params or bool(params.get("url") and params.get("sha256"))

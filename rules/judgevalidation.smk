@@ -2,12 +2,23 @@
 # human cross-annotations in both orders through the judge rule itself (its prompt, settings,
 # cache and ledger), and its table sets the judge beside the people, `longest` and alpaca_eval's
 # published evaluator rows (README: Judges against people).
+from snakemake.logging import logger
+
 from alpacare import judgevalidation
 
 VALIDATION = config.get("judge_validation") or {}
-VALIDATED = list(VALIDATION.get("judges", []))
+VALIDATED = judgevalidation.validated_judges(config)
 VALIDATION_SOURCE = judgevalidation.source_params(VALIDATION) if VALIDATED else {}
+# `all` asks for the tables only once the people's file can be checked: an unpinned download would
+# stop the whole grid at its first job. Asked for by name, a table's job says what to pin.
 JUDGE_VALIDATION_TARGETS = [f"results/judges/{j}/validation.md" for j in VALIDATED]
+if VALIDATED and not judgevalidation.is_pinned(VALIDATION_SOURCE):
+    logger.warning(
+        f"judge_validation: {VALIDATION_SOURCE.get('hub') or VALIDATION_SOURCE.get('url')} has no pinned revision "
+        "and SHA-256, so `all` leaves out results/judges/*/validation.* (README: Judges against people says how "
+        "to pin it, or to give a local copy)"
+    )
+    JUDGE_VALIDATION_TARGETS = []
 VALIDATION_PAIRS = {
     "output_1": "results/judges/validation_pairs/output_1.json",
     "output_2": "results/judges/validation_pairs/output_2.json",

@@ -109,3 +109,66 @@ def test_same_metrics_as_the_alpaca_eval_package(tmp_path):
     assert ours["judge"]["human_agreement"] not in (ours["humans"]["human_agreement"], ours["longest"]["human_agreement"])
     assert 0 < ours["judge"]["variance"] and ours["judge"]["parsed"] == 2 * 13 - 1
     print(json.dumps({n: {k: ours[n][k] for k in columns.values()} for n in ours}, indent=1), file=sys.stderr)
+
+
+# --- the people's file: pinned or refused ---
+
+
+def test_the_hub_file_without_a_pin_is_refused_by_name():
+    params = jv.source_params({})
+    assert params["hub"] == "tatsu-lab/alpaca_eval:alpaca_farm_human_crossannotations.json" and not jv.is_pinned(params)
+    with pytest.raises(jv.CrossAnnotationPinMissing, match="no pinned revision and SHA-256.*judge_validation.revision"):
+        jv.read_source(params)
+    with pytest.raises(jv.CrossAnnotationPinMissing, match="no pinned SHA-256"):
+        jv.read_source(jv.source_params({"crossannotations": FIXTURE.as_uri()}))
+
+
+def test_a_download_is_used_only_when_its_sha256_matches(tmp_path):
+    import hashlib
+
+    digest = hashlib.sha256(FIXTURE.read_bytes()).hexdigest()
+    good = jv.source_params({"crossannotations": FIXTURE.as_uri(), "sha256": digest})
+    assert jv.is_pinned(good) and jv.read_source(good) == FIXTURE.read_bytes()
+    bad = jv.source_params({"crossannotations": FIXTURE.as_uri(), "sha256": "0" * 64})
+    with pytest.raises(jv.CrossAnnotationError, match="is not the pinned 0000"):
+        jv.read_source(bad)
+    hub = jv.source_params({"revision": "abc123", "sha256": digest})
+    assert hub["url"] == ("https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/abc123/"
+                          "alpaca_farm_human_crossannotations.json")
+
+
+# --- the paper's configs validate every judge of their grid ---
+
+
+def test_both_paper_configs_validate_every_judge_of_their_grid():
+    from alpacare.config import load, verdict_cells
+
+    for name, overrides in (("paper.yaml", {}), ("released.yaml", {"evaluation": {"judges": ["claude-2"]}})):
+        config = load(ROOT / "configs" / name, ROOT)
+        if overrides:  # the released config's judge is named on the command line
+            config = load(ROOT / "configs" / name, ROOT)
+            config["evaluation"].update(overrides["evaluation"])
+            for figure in config["figures"].values():
+                figure["judges"] = overrides["evaluation"]["judges"]
+        grid = {j for j, _, _, _ in verdict_cells(config)}
+        assert grid <= set(jv.validated_judges(config)), name
+    paper = load(ROOT / "configs" / "paper.yaml", ROOT)
+    assert jv.validated_judges(paper) == ["gpt-3.5-turbo", "claude-2"]
+
+
+def test_paper_config_dry_run_plans_each_judges_validation(tmp_path):
+    from conftest import copy_project
+    from test_workflow import snakemake
+
+    project = copy_project(tmp_path)
+    targets = [f"results/judges/{j}/validation.md" for j in ("gpt-3.5-turbo", "claude-2")]
+    pin = "judge_validation={judges: [gpt-3.5-turbo, claude-2], revision: abc, sha256: " + "0" * 64 + "}"
+    result = snakemake(project, "-n", "--configfile", "configs/paper.yaml", "--config", pin, "--", *targets)
+    stats = result.stdout.split("Job stats:")[1].split("total")[0]
+    counts = dict((line.split()[0], int(line.split()[1])) for line in stats.splitlines()[3:] if line.strip())
+    assert counts == {"judge_validation_data": 1, "judge_validation_pairs": 1, "judge_validation_verdicts_api": 2,
+                      "judge_validation": 2}
+    # unpinned, `all` leaves the tables out and says so
+    result = snakemake(project, "-n", "--configfile", "configs/paper.yaml")
+    assert "judge_validation" not in result.stdout.split("Job stats:")[1]
+    assert "has no pinned revision and SHA-256" in result.stderr + result.stdout
