@@ -172,3 +172,58 @@ def test_paper_config_dry_run_plans_each_judges_validation(tmp_path):
     result = snakemake(project, "-n", "--configfile", "configs/paper.yaml")
     assert "judge_validation" not in result.stdout.split("Job stats:")[1]
     assert "has no pinned revision and SHA-256" in result.stderr + result.stdout
+
+
+# --- the target, offline: the local log-prob judge on the fixture ---
+
+
+def test_validation_target_runs_offline_and_replays_from_the_cache(tmp_path):
+    """The judge rule itself judges the fixture's pairs in both orders (cached, in the ledger);
+    the table agrees with the metric code on its own verdicts; a replay-only rerun needs no model call."""
+    import shutil
+
+    import yaml
+    from conftest import copy_project
+    from test_workflow import ledger, snakemake
+
+    from alpacare.io import read_jsonl
+
+    project = copy_project(tmp_path)
+    (project / "tests" / "data" / "judgevalidation").mkdir(parents=True)
+    shutil.copy(FIXTURE, project / "tests" / "data" / "judgevalidation" / FIXTURE.name)
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["judge_validation"] = {"judges": ["smollm2-logprob"], "limit": 4,
+                                  "crossannotations": f"tests/data/judgevalidation/{FIXTURE.name}"}
+    (project / "validation.yaml").write_text(yaml.safe_dump(config))
+    target = "results/judges/smollm2-logprob/validation.md"
+    snakemake(project, "--cores", "2", "--configfile", "validation.yaml", "--", target)
+
+    out = project / "results" / "judges" / "smollm2-logprob"
+    record = json.loads((out / "validation.json").read_text())
+    verdicts = read_jsonl(out / "validation.verdicts.jsonl")
+    assert record["pairs_judged"] == 4 and record["pairs_in_file"] == 13 and not record["full_published_set"]
+    assert len(verdicts) == 8 and all(v["cache_keys"] and not v["invalid"] for v in verdicts)
+    pair_list = jv.pairs(rows(), 4)
+    people = jv.restrict(rows(), pair_list)
+    expected = {"smollm2-logprob": jv.metrics(jv.judge_rows(pair_list, verdicts), jv.gold(people)), **jv.anchors(people)}
+    measured = {r["evaluator"]: r for r in record["rows"] if r["source"] == "measured here"}
+    for name, metrics in expected.items():
+        assert measured[name]["human_agreement"] == pytest.approx(metrics["human_agreement"]), name
+        assert measured[name]["parsed"] == metrics["parsed"], name
+    assert {r["evaluator"] for r in record["rows"] if r["source"] != "measured here"} == {
+        "gpt4", "humans", "claude", "text_davinci_003", "longest", "chatgpt"}
+    table = (out / "validation.md").read_text()
+    assert "| smollm2-logprob | measured here |" in table and "| chatgpt | alpaca_eval v0.6.6 (published) | 57.3 |" in table
+    assert "human agreement" in (out / "validation.csv").read_text().splitlines()[0].replace("_", " ")
+    calls = [r for r in ledger(project) if r["rule"] == "judge_validation_verdicts"]
+    assert sum(r["calls"] for r in calls) == 8
+    assert jv.human_agreement("smollm2-logprob", project / "results") is None   # a fixture is no measurement to quote
+    assert jv.human_agreement("smollm2-logprob", project / "results", full_only=False) == pytest.approx(
+        expected["smollm2-logprob"]["human_agreement"])
+
+    # replayable: without the model's answers available, the cache alone rebuilds the same table
+    shutil.rmtree(out)
+    config["llm"]["replay_only"] = True
+    (project / "validation.yaml").write_text(yaml.safe_dump(config))
+    snakemake(project, "--cores", "2", "--configfile", "validation.yaml", "--", target)
+    assert json.loads((out / "validation.json").read_text()) == record
