@@ -400,6 +400,11 @@ HUB_PATH = "alpaca_farm_human_crossannotations.json"
 HUB_REVISION: str | None = None
 HUB_SHA256: str | None = None
 FULL_PAIRS = 648  # the leaderboard's "# parsed" 2592 = 648 pairs x 4 people
+# For a forecast before the file is here: a pair's instruction and outputs in characters, from
+# the AlpacaFarm evaluation set's outputs alpaca_eval publishes (results/<model>/model_outputs.json,
+# 805 instructions: mean instruction 165 characters, outputs 308 for text_davinci_003 and 396 for
+# alpaca-7b, the era of models the people compared); 400 per output errs high.
+ESTIMATED_PAIR_CHARS = {"instruction": 165, "output": 400}
 
 
 class CrossAnnotationPinMissing(CrossAnnotationError):

@@ -227,3 +227,39 @@ def test_validation_target_runs_offline_and_replays_from_the_cache(tmp_path):
     (project / "validation.yaml").write_text(yaml.safe_dump(config))
     snakemake(project, "--cores", "2", "--configfile", "validation.yaml", "--", target)
     assert json.loads((out / "validation.json").read_text()) == record
+
+
+# --- the bill ---
+
+
+def test_forecast_bills_each_validated_judge_both_orders(tmp_path):
+    """Exact on a local file (the pairs as the stage builds them), an estimate of the whole
+    published file before it is downloaded; a copy in results/ counts only with the pinned checksum."""
+    import shutil
+
+    import yaml
+
+    from alpacare.config import load, validate
+    from alpacare.forecast import Forecast
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["judge_validation"] = {"judges": ["smollm2-logprob"], "limit": 5,
+                                  "crossannotations": str(FIXTURE)}
+    rows_ = Forecast(validate(config), tmp_path, {})
+    rows_.judge_validation()
+    (row,) = rows_.rows.values()
+    assert (row.stage, row.calls, row.inputs) == ("judge_validation", 10, "exact")
+
+    paper = load(ROOT / "configs" / "paper.yaml", ROOT)
+    forecast = Forecast(paper, tmp_path, {})
+    forecast.judge_validation()
+    bill = {r.endpoint: r for r in forecast.rows.values()}
+    assert set(bill) == {"gpt-4o-mini", "claude-haiku-4-5"}
+    assert all(r.calls == 2 * jv.FULL_PAIRS and r.inputs.startswith("estimate") and r.cost_max_usd > 0
+               for r in bill.values())
+    # a file in results/ that is not the pinned one (here: the fixture) is no basis for an exact bill
+    (tmp_path / "results" / "judges").mkdir(parents=True)
+    shutil.copy(FIXTURE, tmp_path / "results" / "judges" / "crossannotations.json")
+    forecast = Forecast(paper, tmp_path, {})
+    forecast.judge_validation()
+    assert all(r.calls == 2 * jv.FULL_PAIRS for r in forecast.rows.values())
