@@ -189,8 +189,6 @@ def test_validation_target_runs_offline_and_replays_from_the_cache(tmp_path):
     from alpacare.io import read_jsonl
 
     project = copy_project(tmp_path)
-    (project / "tests" / "data" / "judgevalidation").mkdir(parents=True)
-    shutil.copy(FIXTURE, project / "tests" / "data" / "judgevalidation" / FIXTURE.name)
     config = yaml.safe_load((project / "config.yaml").read_text())
     config["judge_validation"] = {"judges": ["smollm2-logprob"], "limit": 4,
                                   "crossannotations": f"tests/data/judgevalidation/{FIXTURE.name}"}
