@@ -562,3 +562,71 @@ def validated_judges(config: dict) -> list[str]:
 def is_pinned(params: dict) -> bool:
     """Whether the people's file can be had and checked: a local path, or a download with its SHA-256."""
     return "path" in params or bool(params.get("url") and params.get("sha256"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The same judges on the paper's own pairs: position and length preferences per test set
+
+
+def grid_preferences(cells) -> list[dict]:
+    """Per judge, test set and difficulty ('all' and each level), over the verdicts of every
+    model against every reference: how often a decisive verdict names position (a), how often
+    the verdict flips when the outputs swap places, and how often a decisive verdict prefers the
+    longer output where the two differ by more than 30 characters (alpaca_eval's rule). Each
+    order's own verdict counts (for a log-prob judge, what that order alone said), so a judge's
+    position bias shows even where its debiased verdict hides it.
+
+    cells: [(judge, test set, verdict rows, {item: (model chars, reference chars)}, {item: difficulty})]."""
+    groups: dict = {}
+    for judge_name, testset, rows, lengths, difficulty in cells:
+        by_item: dict = {}
+        for row in rows:
+            by_item.setdefault(row["id"], {})[row["order"]] = row
+        for item, orders in by_item.items():
+            for level in ["all", *([str(difficulty[item])] if item in difficulty else [])]:
+                g = groups.setdefault((judge_name, testset, level), {"verdicts": 0, "a": [], "flip": [], "longer": []})
+                scores = {}
+                for order, row in orders.items():
+                    g["verdicts"] += 1
+                    said = row.get("order_preference", row.get("preference"))
+                    if said in ("a", "b"):
+                        g["a"].append(said == "a")
+                    scores[order] = row.get("order_model_score", row.get("model_score"))
+                    if scores[order] in (0.0, 1.0) and item in lengths:
+                        model_chars, reference_chars = lengths[item]
+                        if abs(model_chars - reference_chars) > SIGNIFICANT_LENGTH:
+                            g["longer"].append((model_chars > reference_chars) == (scores[order] == 1.0))
+                if all(scores.get(o) is not None for o in ORDER_INDEX):
+                    g["flip"].append(scores["reference_first"] != scores["model_first"])
+    out = []
+    for (judge_name, testset, level), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "all",
+                                                                               kv[0][2])):
+        a, a_se, decisive = _proportion(g["a"])
+        flip, flip_se, both = _proportion(g["flip"])
+        longer, longer_se, differing = _proportion(g["longer"])
+        out.append({"judge": judge_name, "testset": testset, "difficulty": level, "verdicts": g["verdicts"],
+                    "prefer_a": a, "prefer_a_se": a_se, "decisive": decisive, "flip_rate": flip, "flip_rate_se": flip_se,
+                    "items_both_orders": both, "prefer_longer": longer, "prefer_longer_se": longer_se,
+                    "length_differing": differing})
+    return out
+
+
+PREFERENCE_COLUMNS = (("prefer_a", "P(prefers position (a))", "decisive"), ("flip_rate", "P(flips with the order)",
+                      "items_both_orders"), ("prefer_longer", "P(prefers the longer)", "length_differing"))
+
+
+def preferences_markdown(rows: list[dict]) -> str:
+    lines = ["# Judges on the paper's pairs: position and length preferences", "",
+             "| judge | test set | difficulty | verdicts | " + " | ".join(h for _, h, _ in PREFERENCE_COLUMNS) + " |",
+             "|---|---|---|---:|" + "---:|" * len(PREFERENCE_COLUMNS)]
+    for r in rows:
+        cells = []
+        for key, _, n in PREFERENCE_COLUMNS:
+            cells.append("–" if math.isnan(r[key]) else f"{r[key]:.2f} ± {0.0 if math.isnan(r[key + '_se']) else r[key + '_se']:.2f} (n {r[n]})")
+        lines.append(f"| {r['judge']} | {r['testset']} | {r['difficulty']} | {r['verdicts']} | " + " | ".join(cells) + " |")
+    if not rows:
+        lines.append("\n(no verdicts planned)")
+    lines += ["", "Each order's own verdict counts. An unbiased judge names (a) half the time; people, on "
+              "alpaca_eval's pairs, prefer the longer output 0.64 of the time (results/judges/*/validation.md). "
+              "± is the standard error of the proportion; n the verdicts or items it is taken over."]
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,11 @@ if VALIDATED and not judgevalidation.is_pinned(VALIDATION_SOURCE):
         "to pin it, or to give a local copy)"
     )
     JUDGE_VALIDATION_TARGETS = []
+# with a judge_validation section, the judges' position and length preferences on the grid's own pairs too
+from alpacare.config import verdict_cells as _verdict_cells
+
+if config.get("judge_validation") is not None and _verdict_cells(config):
+    JUDGE_VALIDATION_TARGETS.append("results/tables/judge_preferences.md")
 VALIDATION_PAIRS = {
     "output_1": "results/judges/validation_pairs/output_1.json",
     "output_2": "results/judges/validation_pairs/output_2.json",
@@ -128,3 +133,32 @@ rule judge_validation:
         limit=VALIDATION.get("limit"),
     script:
         "../scripts/judge_validation.py"
+
+
+rule judge_preferences:
+    """Each judge's position and length preferences per test set and difficulty, on the planned cells."""
+    input:
+        # VERDICTS, OUTPUTS and TESTSETS: rules/report.smk, included after this file
+        verdicts=lambda w: list(VERDICTS.values()),
+        outputs=lambda w: list(OUTPUTS.values()),
+        testsets=lambda w: [f"results/testsets/{t}.jsonl" for t in TESTSETS],
+        code=code("stages.judgevalidation", "judgevalidation"),
+    output:
+        csv="results/tables/judge_preferences.csv",
+        md=report(
+            "results/tables/judge_preferences.md",
+            caption="../report/judge_preferences.rst",
+            category="Judges against people",
+            labels={"table": "judge preferences on the grid"},
+        ),
+    log:
+        "results/logs/judge_preferences.log",
+    localrule: True
+    conda:
+        ENVS["report"]
+    params:
+        verdict_keys=lambda w: [list(k) for k in VERDICTS],
+        output_keys=lambda w: [list(k) for k in OUTPUTS],
+        testsets=lambda w: TESTSETS,
+    script:
+        "../scripts/judge_preferences.py"

@@ -261,3 +261,49 @@ def test_forecast_bills_each_validated_judge_both_orders(tmp_path):
     forecast = Forecast(paper, tmp_path, {})
     forecast.judge_validation()
     assert all(r.calls == 2 * jv.FULL_PAIRS for r in forecast.rows.values())
+
+
+# --- the paper's own pairs ---
+
+
+def test_grid_preferences_count_each_orders_own_verdict():
+    rows_ = [
+        {"id": "i1", "order": "reference_first", "preference": "a", "model_score": 0.0},
+        {"id": "i1", "order": "model_first", "preference": "a", "model_score": 1.0},
+        {"id": "i2", "order": "reference_first", "preference": "b", "model_score": 1.0},
+        {"id": "i2", "order": "model_first", "preference": "a", "model_score": 1.0},
+        # a log-prob judge's debiased verdict (tie) hides what this order said: (a), the model
+        {"id": "i3", "order": "reference_first", "preference": "tie", "model_score": 0.5,
+         "order_preference": "a", "order_model_score": 0.0},
+        {"id": "i3", "order": "model_first", "preference": "tie", "model_score": 0.5,
+         "order_preference": "a", "order_model_score": 1.0},
+    ]
+    lengths = {"i1": (100, 10), "i2": (50, 60), "i3": (10, 200)}
+    table = jv.grid_preferences([("j", "t", rows_, lengths, {"i1": 1, "i2": 2, "i3": 1})])
+    by_level = {r["difficulty"]: r for r in table}
+    assert [r["difficulty"] for r in table] == ["all", "1", "2"]
+    overall = by_level["all"]
+    assert (overall["verdicts"], overall["decisive"], overall["prefer_a"]) == (6, 6, 5 / 6)
+    assert (overall["flip_rate"], overall["items_both_orders"]) == (2 / 3, 3)
+    # i1: the shorter (reference) then the longer (model); i2 differs by 10 characters only; i3: the longer, then the shorter
+    assert (overall["prefer_longer"], overall["length_differing"]) == (0.5, 4)
+    assert (by_level["2"]["prefer_a"], by_level["2"]["flip_rate"]) == (0.5, 0.0)
+    assert "| j | t | all | 6 | 0.83 ± 0.17 (n 6) |" in jv.preferences_markdown(table)
+
+
+def test_the_preferences_stage_reads_the_cells_files(tmp_path):
+    from alpacare.io import write_json, write_jsonl
+    from alpacare.stages.judgevalidation import write_preferences
+
+    write_json(tmp_path / "m.json", [{"id": "1", "output": "x" * 80}, {"id": "2", "output": "short"}])
+    write_json(tmp_path / "r.json", [{"id": "1", "output": "y"}, {"id": "2", "output": "z" * 90}])
+    write_jsonl(tmp_path / "t.jsonl", [{"id": "1", "difficulty": 3}, {"id": "2", "difficulty": 3}])
+    write_jsonl(tmp_path / "v.jsonl", [{"id": i, "order": o, "preference": p, "model_score": s} for i, o, p, s in (
+        ("1", "reference_first", "b", 1.0), ("1", "model_first", "a", 1.0),
+        ("2", "reference_first", "a", 0.0), ("2", "model_first", "b", 0.0))])
+    out = {"md": tmp_path / "p.md", "csv": tmp_path / "p.csv"}
+    write_preferences({("j", "ref", "t", "m"): tmp_path / "v.jsonl"}, {("m", "t"): tmp_path / "m.json",
+                      ("ref", "t"): tmp_path / "r.json"}, {"t": tmp_path / "t.jsonl"}, out)
+    lines = out["csv"].read_text().splitlines()
+    assert lines[0].startswith("judge,testset,difficulty,verdicts,prefer_a") and len(lines) == 3   # all, 3
+    assert "| j | t | all | 4 | 0.50 ± 0.29 (n 4) | 0.00 ± 0.00 (n 2) | 1.00 ± 0.00 (n 4) |" in out["md"].read_text()

@@ -63,3 +63,23 @@ def write_validation(judge_name, verdicts, crossannotations, output_1, *, source
     log.info("%s: human agreement %.1f %% ± %.1f on %d pairs (humans %.1f, longest %.1f)", judge_name,
              judge_metrics["human_agreement"], judge_metrics["human_agreement_se"], len(pair_list),
              anchors["humans"]["human_agreement"], anchors["longest"]["human_agreement"])
+
+
+def write_preferences(verdict_files: dict, output_files: dict, testset_files: dict, out: dict) -> None:
+    """Position and length preferences of every judge on the planned cells (judgevalidation.grid_preferences)."""
+    chars = {key: {o["id"]: len(o["output"]) for o in read_json(path)} for key, path in output_files.items()}
+    difficulty = {name: {t["id"]: t["difficulty"] for t in read_jsonl(path) if "difficulty" in t}
+                  for name, path in testset_files.items()}
+    cells = []
+    for (judge_name, reference, testset, model), path in verdict_files.items():
+        model_chars, reference_chars = chars[(model, testset)], chars[(reference, testset)]
+        lengths = {i: (model_chars[i], reference_chars[i]) for i in model_chars if i in reference_chars}
+        cells.append((judge_name, testset, read_jsonl(path), lengths, difficulty.get(testset, {})))
+    rows = jv.grid_preferences(cells)
+    write_text(out["md"], jv.preferences_markdown(rows))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["judge"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out["csv"], buffer.getvalue())
+    log.info("%d rows of judge preferences over %d cells", len(rows), len(cells))
