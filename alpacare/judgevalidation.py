@@ -512,6 +512,10 @@ def markdown(record: dict) -> str:
               "proportion for the preferences. Bias and variance are errors (lower is better); the judge's "
               "variance is the disagreement between its two orders. Spearman/Pearson correlations are not "
               "computed (they need each pair's generator)."]
+    if record.get("method") == "logprob":
+        lines += ["", f"{record['judge']} is a log-prob judge: both orders carry one verdict (its margin averaged over the "
+                  "two orders, as on the grid), so its variance is 0 by construction; its position bias is in "
+                  "results/tables/judge_preferences.md and the win-rate table's order-flip rate."]
     check = record.get("anchors_vs_published")
     if check:
         lines += [""] + [f"- anchor {n}: measured {c['measured']:.2f}, published {c['published']:.2f}: "

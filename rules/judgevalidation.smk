@@ -114,13 +114,14 @@ rule judge_validation:
         code=code("stages.judgevalidation", "judgevalidation"),
     output:
         json="results/judges/{judge}/validation.json",
-        md=report(
-            "results/judges/{judge}/validation.md",
+        md="results/judges/{judge}/validation.md",
+        # the report shows the CSV as a table, with the caption
+        csv=report(
+            "results/judges/{judge}/validation.csv",
             caption="../report/judge_validation.rst",
             category="Judges against people",
-            labels={"judge": "{judge}"},
+            labels={"table": "{judge} against people"},
         ),
-        csv="results/judges/{judge}/validation.csv",
     log:
         "results/logs/judge_validation/{judge}.table.log",
     wildcard_constraints:
@@ -131,6 +132,7 @@ rule judge_validation:
     params:
         source=VALIDATION_SOURCE,
         limit=VALIDATION.get("limit"),
+        method=lambda w: config["judges"][w.judge]["method"],  # the table notes a log-prob judge's variance
     script:
         "../scripts/judge_validation.py"
 
@@ -144,13 +146,13 @@ rule judge_preferences:
         testsets=lambda w: [f"results/testsets/{t}.jsonl" for t in TESTSETS],
         code=code("stages.judgevalidation", "judgevalidation"),
     output:
-        csv="results/tables/judge_preferences.csv",
-        md=report(
-            "results/tables/judge_preferences.md",
+        csv=report(
+            "results/tables/judge_preferences.csv",
             caption="../report/judge_preferences.rst",
             category="Judges against people",
             labels={"table": "judge preferences on the grid"},
         ),
+        md="results/tables/judge_preferences.md",
     log:
         "results/logs/judge_preferences.log",
     localrule: True

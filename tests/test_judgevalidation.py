@@ -212,6 +212,7 @@ def test_validation_target_runs_offline_and_replays_from_the_cache(tmp_path):
         "gpt4", "humans", "claude", "text_davinci_003", "longest", "chatgpt"}
     table = (out / "validation.md").read_text()
     assert "| smollm2-logprob | measured here |" in table and "| chatgpt | alpaca_eval v0.6.6 (published) | 57.3 |" in table
+    assert "log-prob judge: both orders carry one verdict" in table and measured["smollm2-logprob"]["variance"] == 0
     assert "human agreement" in (out / "validation.csv").read_text().splitlines()[0].replace("_", " ")
     calls = [r for r in ledger(project) if r["rule"] == "judge_validation_verdicts"]
     assert sum(r["calls"] for r in calls) == 8

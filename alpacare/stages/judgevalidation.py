@@ -39,7 +39,7 @@ def write_pairs(crossannotations, limit, output_1, output_2) -> None:
 
 
 def write_validation(judge_name, verdicts, crossannotations, output_1, *, source: dict, limit, out: dict,
-                     published=jv.PUBLISHED) -> None:
+                     published=jv.PUBLISHED, method: str = "reply") -> None:
     rows = read_json(crossannotations)
     pair_list = jv.pairs(rows, limit)
     if [p["id"] for p in pair_list] != [r["id"] for r in read_json(output_1)]:
@@ -49,7 +49,7 @@ def write_validation(judge_name, verdicts, crossannotations, output_1, *, source
     anchors = jv.anchors(people)
     meta = {"pairs_judged": len(pair_list), "pairs_in_file": len(jv.gold(rows)), "limit": limit,
             "crossannotations": source.get("hub") or source.get("url") or source.get("path"),
-            "sha256": source.get("sha256"),
+            "sha256": source.get("sha256"), "method": method,
             "full_published_set": jv.is_full_published_set(source, limit, len(pair_list))}
     record = jv.report(judge_name, judge_metrics, anchors, jv.load_published(published), meta)
     write_json(out["json"], record)
