@@ -308,3 +308,12 @@ def test_the_preferences_stage_reads_the_cells_files(tmp_path):
     lines = out["csv"].read_text().splitlines()
     assert lines[0].startswith("judge,testset,difficulty,verdicts,prefer_a") and len(lines) == 3   # all, 3
     assert "| j | t | all | 4 | 0.50 ± 0.29 (n 4) | 0.00 ± 0.00 (n 2) | 1.00 ± 0.00 (n 4) |" in out["md"].read_text()
+
+
+def test_a_planned_validation_needs_its_judges_api_key_before_any_job():
+    from alpacare.config import load
+    from alpacare.preflight import job_endpoints
+
+    paper = load(ROOT / "configs" / "paper.yaml", ROOT)
+    plan = job_endpoints(paper, [("judge_validation_verdicts_api", {"judge": "claude-2"})])
+    assert plan == {"claude-haiku-4-5": ["judge_validation_verdicts_api claude-2"]}
