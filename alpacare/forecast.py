@@ -255,18 +255,18 @@ class Forecast:
         """Each validated judge on the people's pairs, both orders (README: Judges against people):
         exact once the file is here (results/judges/crossannotations.json or a local path), else
         the file's 648 pairs (or the limit) at the AlpacaFarm outputs' typical length."""
-        from . import judgevalidation as jv
+        from . import crossannotations as ca, judgevalidation as jv
 
         judges = jv.validated_judges(self.config)
         section = self.config.get("judge_validation") or {}
-        source = jv.source_params(section) if judges else {}
+        source = ca.source_params(section) if judges else {}
         # the file this config names: its local path, or the downloaded copy if it has the pinned checksum
         downloaded = self.root / "results/judges/crossannotations.json"
         found = self.root / source["path"] if "path" in source else downloaded
         if not found.exists() or ("path" not in source and not (
                 source.get("sha256") and hashlib.sha256(found.read_bytes()).hexdigest() == source["sha256"])):
             found = None
-        pair_list = jv.pairs(json.loads(found.read_text()), section.get("limit")) if found else None
+        pair_list = ca.pairs(json.loads(found.read_text()), section.get("limit")) if found else None
         for name in judges:
             if not self.missing(f"results/judges/{name}/validation.verdicts.jsonl"):
                 continue
@@ -277,13 +277,13 @@ class Forecast:
             except PublishedError:  # AlpaCare's prompt cannot be fetched here: the project's own stands in
                 prompt, inputs = None, "estimate: offline, the pairwise prompt stands in for alpacare-official"
             if pair_list is not None:
-                first, second = jv.as_outputs(pair_list)
+                first, second = ca.as_outputs(pair_list)
                 tagged = judge.build_requests(second, first, judge_model=self.model_id(llm), method=spec["method"],
                                               max_tokens=spec["max_tokens"], prompt=prompt)
                 self.add("judge_validation", llm, [r for _, r in tagged], inputs=inputs)
                 continue
-            n = min(section.get("limit") or jv.FULL_PAIRS, jv.FULL_PAIRS)
-            chars = jv.ESTIMATED_PAIR_CHARS
+            n = min(section.get("limit") or ca.FULL_PAIRS, ca.FULL_PAIRS)
+            chars = ca.ESTIMATED_PAIR_CHARS
             placeholder = [{"id": f"pair-{i}", "instruction": "", "input": "", "output": ""} for i in range(n)]
             tagged = judge.build_requests(placeholder, placeholder, judge_model=self.model_id(llm), method=spec["method"],
                                           max_tokens=spec["max_tokens"], prompt=prompt)

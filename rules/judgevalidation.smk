@@ -4,15 +4,15 @@
 # published evaluator rows (README: Judges against people).
 from snakemake.logging import logger
 
-from alpacare import judgevalidation
+from alpacare import crossannotations, judgevalidation
 
 VALIDATION = config.get("judge_validation") or {}
 VALIDATED = judgevalidation.validated_judges(config)
-VALIDATION_SOURCE = judgevalidation.source_params(VALIDATION) if VALIDATED else {}
+VALIDATION_SOURCE = crossannotations.source_params(VALIDATION) if VALIDATED else {}
 # `all` asks for the tables only once the people's file can be checked: an unpinned download would
 # stop the whole grid at its first job. Asked for by name, a table's job says what to pin.
 JUDGE_VALIDATION_TARGETS = [f"results/judges/{j}/validation.md" for j in VALIDATED]
-if VALIDATED and not judgevalidation.is_pinned(VALIDATION_SOURCE):
+if VALIDATED and not crossannotations.is_pinned(VALIDATION_SOURCE):
     logger.warning(
         f"judge_validation: {VALIDATION_SOURCE.get('hub') or VALIDATION_SOURCE.get('url')} has no pinned revision "
         "and SHA-256, so `all` leaves out results/judges/*/validation.* (README: Judges against people says how "
@@ -34,7 +34,7 @@ rule judge_validation_data:
     """alpaca_eval's human cross-annotations, refused unless they match their pin and format."""
     input:
         [VALIDATION_SOURCE["path"]] if "path" in VALIDATION_SOURCE else [],
-        code=code("stages.judgevalidation", "judgevalidation"),
+        code=code("stages.crossannotations", "crossannotations"),
     output:
         "results/judges/crossannotations.json",
     log:
@@ -52,7 +52,7 @@ rule judge_validation_pairs:
     """The cross-annotated pairs (the first `limit`) as two output files: output_1 plays the reference."""
     input:
         "results/judges/crossannotations.json",
-        code=code("stages.judgevalidation", "judgevalidation"),
+        code=code("stages.crossannotations", "crossannotations"),
     output:
         **VALIDATION_PAIRS,
     log:
@@ -111,7 +111,7 @@ rule judge_validation:
         crossannotations="results/judges/crossannotations.json",
         output_1=VALIDATION_PAIRS["output_1"],
         published="data/judges/alpaca_eval_evaluators.yaml",
-        code=code("stages.judgevalidation", "judgevalidation"),
+        code=code("stages.judgevalidation", "judgevalidation", "crossannotations"),
     output:
         json="results/judges/{judge}/validation.json",
         md="results/judges/{judge}/validation.md",
@@ -144,7 +144,7 @@ rule judge_preferences:
         verdicts=lambda w: list(VERDICTS.values()),
         outputs=lambda w: list(OUTPUTS.values()),
         testsets=lambda w: [f"results/testsets/{t}.jsonl" for t in TESTSETS],
-        code=code("stages.judgevalidation", "judgevalidation"),
+        code=code("stages.judgevalidation", "judgevalidation", "crossannotations"),
     output:
         csv=report(
             "results/tables/judge_preferences.csv",

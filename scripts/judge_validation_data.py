@@ -1,5 +1,5 @@
 from alpacare.snake import setup
-from alpacare.stages.judgevalidation import fetch_crossannotations
+from alpacare.stages.crossannotations import fetch_crossannotations
 
 setup(snakemake)
 fetch_crossannotations(snakemake.params.source, snakemake.output[0])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from alpacare import crossannotations as ca
 from alpacare import judgevalidation as jv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,19 +24,19 @@ def rows():
 
 def test_fixture_is_in_the_real_files_format():
     data = rows()
-    jv.check_rows(data, str(FIXTURE))
+    ca.check_rows(data, str(FIXTURE))
     fields = {"instruction": str, "output_1": str, "output_2": str, "preference": int, "annotator_index": int,
               "dataset": str, "datasplit": str}   # the hub loader's features for this config
     assert all(set(r) == set(fields) and all(isinstance(r[f], t) for f, t in fields.items()) for r in data)
     # a pair with 3 annotations is dropped, one with 5 keeps its first 4: 13 pairs of 4
-    assert len(jv.gold(data)) == 13 and len(jv.gold_rows(data)) == 52
+    assert len(ca.gold(data)) == 13 and len(ca.gold_rows(data)) == 52
 
 
 def test_agreement_as_alpaca_eval_documents_it():
     """The worked example in alpaca_eval's Analyzer.agreement_of_annotations docstring."""
     data = [{"instruction": f"q{n // 4}", "output_1": "x", "output_2": "y", "preference": p}
             for n, p in enumerate([1] * 4 + [2, 2, 2, 1])]
-    table = jv.table(data)
+    table = ca.table(data)
     one_vs_one = jv.agreement(table, None, n1=1, n2=1)
     assert one_vs_one["score"] == pytest.approx(0.75)
     assert one_vs_one["sem_annotators"] == pytest.approx(0.075378, abs=1e-6)
@@ -51,12 +52,12 @@ def test_mode_tie_break_is_pandas_sample_with_seed_123():
 
 def test_refuses_a_file_not_in_the_format_naming_the_record():
     bad = rows()[:3] + [{"instruction": "q", "output_1": "a", "preference": 1}]
-    with pytest.raises(jv.CrossAnnotationError, match="record 3 .*'output_2'"):
-        jv.check_rows(bad, "x.json")
+    with pytest.raises(ca.CrossAnnotationError, match="record 3 .*'output_2'"):
+        ca.check_rows(bad, "x.json")
 
 
 def test_judge_rows_are_both_orders_in_alpaca_evals_preference():
-    pair_list = jv.pairs(rows(), limit=3)
+    pair_list = ca.pairs(rows(), limit=3)
     scores = {(pair_list[0]["id"], "reference_first"): 0.0, (pair_list[0]["id"], "model_first"): 1.0,
               (pair_list[1]["id"], "reference_first"): 0.5, (pair_list[1]["id"], "model_first"): None,
               (pair_list[2]["id"], "reference_first"): 1.0, (pair_list[2]["id"], "model_first"): 1.0}
@@ -64,13 +65,13 @@ def test_judge_rows_are_both_orders_in_alpaca_evals_preference():
     annotated = jv.judge_rows(pair_list, verdicts)
     assert [r["index"] for r in annotated] == [0, 0, 0, 1, 1, 1]
     assert [r["preference"] for r in annotated] == [1.0, 1.5, 2.0, 2.0, None, 2.0]
-    with pytest.raises(jv.CrossAnnotationError, match="lack 1 pair"):
+    with pytest.raises(ca.CrossAnnotationError, match="lack 1 pair"):
         jv.judge_rows(pair_list, verdicts[:-1])
 
 
 def a_judge(data):
     """A judge's two orders on the fixture's pairs: longest in one order, a flip, a tie and an unparsed reply."""
-    pair_list = jv.pairs(data)
+    pair_list = ca.pairs(data)
     verdicts = []
     for n, p in enumerate(pair_list):
         longer_second = len(p["output_2"]) >= len(p["output_1"])
@@ -93,7 +94,7 @@ def test_same_metrics_as_the_alpaca_eval_package(tmp_path):
                            str(tmp_path / "judge.json")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     theirs = json.loads(done.stdout)
-    ours = {**jv.anchors(data), "judge": jv.metrics(judge, jv.gold(data), price_per_example=0.0, seconds_per_example=0.0)}
+    ours = {**jv.anchors(data), "judge": jv.metrics(judge, ca.gold(data), price_per_example=0.0, seconds_per_example=0.0)}
     columns = {"Human agreement": "human_agreement", "human_agreement_se": "human_agreement_se", "Bias": "bias",
                "Variance": "variance", "Proba. prefer longer": "prefer_longer", "Proba. prefer lists": "prefer_lists",
                "Proba. prefer 1": "prefer_1", "# parsed": "parsed", "Price [$/1000 examples]": "price_per_1000",
@@ -115,24 +116,24 @@ def test_same_metrics_as_the_alpaca_eval_package(tmp_path):
 
 
 def test_the_hub_file_without_a_pin_is_refused_by_name():
-    params = jv.source_params({})
-    assert params["hub"] == "tatsu-lab/alpaca_eval:alpaca_farm_human_crossannotations.json" and not jv.is_pinned(params)
-    with pytest.raises(jv.CrossAnnotationPinMissing, match="no pinned revision and SHA-256.*judge_validation.revision"):
-        jv.read_source(params)
-    with pytest.raises(jv.CrossAnnotationPinMissing, match="no pinned SHA-256"):
-        jv.read_source(jv.source_params({"crossannotations": FIXTURE.as_uri()}))
+    params = ca.source_params({})
+    assert params["hub"] == "tatsu-lab/alpaca_eval:alpaca_farm_human_crossannotations.json" and not ca.is_pinned(params)
+    with pytest.raises(ca.CrossAnnotationPinMissing, match="no pinned revision and SHA-256.*judge_validation.revision"):
+        ca.read_source(params)
+    with pytest.raises(ca.CrossAnnotationPinMissing, match="no pinned SHA-256"):
+        ca.read_source(ca.source_params({"crossannotations": FIXTURE.as_uri()}))
 
 
 def test_a_download_is_used_only_when_its_sha256_matches(tmp_path):
     import hashlib
 
     digest = hashlib.sha256(FIXTURE.read_bytes()).hexdigest()
-    good = jv.source_params({"crossannotations": FIXTURE.as_uri(), "sha256": digest})
-    assert jv.is_pinned(good) and jv.read_source(good) == FIXTURE.read_bytes()
-    bad = jv.source_params({"crossannotations": FIXTURE.as_uri(), "sha256": "0" * 64})
-    with pytest.raises(jv.CrossAnnotationError, match="is not the pinned 0000"):
-        jv.read_source(bad)
-    hub = jv.source_params({"revision": "abc123", "sha256": digest})
+    good = ca.source_params({"crossannotations": FIXTURE.as_uri(), "sha256": digest})
+    assert ca.is_pinned(good) and ca.read_source(good) == FIXTURE.read_bytes()
+    bad = ca.source_params({"crossannotations": FIXTURE.as_uri(), "sha256": "0" * 64})
+    with pytest.raises(ca.CrossAnnotationError, match="is not the pinned 0000"):
+        ca.read_source(bad)
+    hub = ca.source_params({"revision": "abc123", "sha256": digest})
     assert hub["url"] == ("https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/abc123/"
                           "alpaca_farm_human_crossannotations.json")
 
@@ -201,9 +202,9 @@ def test_validation_target_runs_offline_and_replays_from_the_cache(tmp_path):
     verdicts = read_jsonl(out / "validation.verdicts.jsonl")
     assert record["pairs_judged"] == 4 and record["pairs_in_file"] == 13 and not record["full_published_set"]
     assert len(verdicts) == 8 and all(v["cache_keys"] and not v["invalid"] for v in verdicts)
-    pair_list = jv.pairs(rows(), 4)
+    pair_list = ca.pairs(rows(), 4)
     people = jv.restrict(rows(), pair_list)
-    expected = {"smollm2-logprob": jv.metrics(jv.judge_rows(pair_list, verdicts), jv.gold(people)), **jv.anchors(people)}
+    expected = {"smollm2-logprob": jv.metrics(jv.judge_rows(pair_list, verdicts), ca.gold(people)), **jv.anchors(people)}
     measured = {r["evaluator"]: r for r in record["rows"] if r["source"] == "measured here"}
     for name, metrics in expected.items():
         assert measured[name]["human_agreement"] == pytest.approx(metrics["human_agreement"]), name
@@ -254,14 +255,14 @@ def test_forecast_bills_each_validated_judge_both_orders(tmp_path):
     forecast.judge_validation()
     bill = {r.endpoint: r for r in forecast.rows.values()}
     assert set(bill) == {"gpt-4o-mini", "claude-haiku-4-5"}
-    assert all(r.calls == 2 * jv.FULL_PAIRS and r.inputs.startswith("estimate") and r.cost_max_usd > 0
+    assert all(r.calls == 2 * ca.FULL_PAIRS and r.inputs.startswith("estimate") and r.cost_max_usd > 0
                for r in bill.values())
     # a file in results/ that is not the pinned one (here: the fixture) is no basis for an exact bill
     (tmp_path / "results" / "judges").mkdir(parents=True)
     shutil.copy(FIXTURE, tmp_path / "results" / "judges" / "crossannotations.json")
     forecast = Forecast(paper, tmp_path, {})
     forecast.judge_validation()
-    assert all(r.calls == 2 * jv.FULL_PAIRS for r in forecast.rows.values())
+    assert all(r.calls == 2 * ca.FULL_PAIRS for r in forecast.rows.values())
 
 
 # --- the paper's own pairs ---

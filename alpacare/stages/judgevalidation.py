@@ -1,56 +1,32 @@
-"""Stage: a judge measured against people (alpaca_eval's human cross-annotations). Three steps:
-the people's file (checked against its pin), the pairs as two output files (the judge stage then
-judges them exactly as it judges the grid: stages.judge.judge_outputs), and the table."""
+"""Stage: a judge measured against people (alpaca_eval's human cross-annotations): its table, from
+its verdicts on the pairs (stages.crossannotations writes them; the judge stage judges them exactly
+as it judges the grid); and every judge's preferences on the grid's own pairs."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 
-from .. import judgevalidation as jv
-from ..io import atomic_path, read_json, read_jsonl, write_json, write_text
+from .. import crossannotations as ca, judgevalidation as jv
+from ..io import read_json, read_jsonl, write_json, write_text
 
 log = logging.getLogger("alpacare")
-
-
-def fetch_crossannotations(params: dict, out) -> None:
-    """The people's file, refused unless it matches its pin and alpaca_eval's format."""
-    data = jv.read_source(params)
-    where = params.get("path") or params.get("url")
-    try:
-        rows = json.loads(data)
-    except ValueError as err:
-        raise jv.CrossAnnotationError(f"{where}: not JSON ({err})") from None
-    jv.check_rows(rows, where)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(data)
-    log.info("%s: %d annotations of %d pairs with 4 or more", where, len(rows), len(jv.gold(rows)))
-
-
-def write_pairs(crossannotations, limit, output_1, output_2) -> None:
-    """The pairs to judge: output_1 as the reference's outputs, output_2 as the model's."""
-    pair_list = jv.pairs(read_json(crossannotations), limit)
-    first, second = jv.as_outputs(pair_list)
-    write_json(output_1, first)
-    write_json(output_2, second)
-    log.info("%d pairs to judge in both orders%s", len(pair_list), f" (limit {limit})" if limit is not None else "")
 
 
 def write_validation(judge_name, verdicts, crossannotations, output_1, *, source: dict, limit, out: dict,
                      published=jv.PUBLISHED, method: str = "reply") -> None:
     rows = read_json(crossannotations)
-    pair_list = jv.pairs(rows, limit)
+    pair_list = ca.pairs(rows, limit)
     if [p["id"] for p in pair_list] != [r["id"] for r in read_json(output_1)]:
-        raise jv.CrossAnnotationError(f"{output_1}: not the pairs of {crossannotations} (limit {limit}); rerun its rule")
+        raise ca.CrossAnnotationError(f"{output_1}: not the pairs of {crossannotations} (limit {limit}); rerun its rule")
     people = jv.restrict(rows, pair_list)
-    judge_metrics = jv.metrics(jv.judge_rows(pair_list, read_jsonl(verdicts)), jv.gold(people))
+    judge_metrics = jv.metrics(jv.judge_rows(pair_list, read_jsonl(verdicts)), ca.gold(people))
     anchors = jv.anchors(people)
-    meta = {"pairs_judged": len(pair_list), "pairs_in_file": len(jv.gold(rows)), "limit": limit,
+    meta = {"pairs_judged": len(pair_list), "pairs_in_file": len(ca.gold(rows)), "limit": limit,
             "crossannotations": source.get("hub") or source.get("url") or source.get("path"),
             "sha256": source.get("sha256"), "method": method,
-            "full_published_set": jv.is_full_published_set(source, limit, len(pair_list))}
+            "full_published_set": ca.is_full_published_set(source, limit, len(pair_list))}
     record = jv.report(judge_name, judge_metrics, anchors, jv.load_published(published), meta)
     write_json(out["json"], record)
     write_text(out["md"], jv.markdown(record))
