@@ -477,3 +477,20 @@ def preferences_markdown(rows: list[dict]) -> str:
               "alpaca_eval's pairs, prefer the longer output 0.64 of the time (results/judges/*/validation.md). "
               "± is the standard error of the proportion; n the verdicts or items it is taken over."]
     return "\n".join(lines) + "\n"
+
+
+# the paper's judge roles (config names) -> the leaderboard row of the closest snapshot it lists
+ROLE_EVALUATORS = {"gpt-3.5-turbo": "chatgpt", "claude-2": "claude", "gpt-4": "gpt4", "text-davinci-003": "text_davinci_003"}
+
+
+def agreement_note(judge_name: str, results: str | Path = "results", published: Path = PUBLISHED) -> str:
+    """A caption's phrase on a judge's human agreement: measured (on alpaca_eval's whole file)
+    or 'not measured yet', beside the published figure of the original it stands in for."""
+    measured = human_agreement(judge_name, results)
+    ours = f"{measured:.1f} %" if measured is not None else "not measured yet"
+    original = ROLE_EVALUATORS.get(judge_name)
+    if original is None:
+        return f"human agreement of {judge_name}: {ours}"
+    row = load_published(published)["evaluators"][original]
+    return (f"human agreement of {judge_name} as judged here: {ours}; alpaca_eval's published {original}: "
+            f"{row['human_agreement']:.1f} % (people: 65.7 %)")

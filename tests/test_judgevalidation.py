@@ -318,3 +318,16 @@ def test_a_planned_validation_needs_its_judges_api_key_before_any_job():
     paper = load(ROOT / "configs" / "paper.yaml", ROOT)
     plan = job_endpoints(paper, [("judge_validation_verdicts_api", {"judge": "claude-2"})])
     assert plan == {"claude-haiku-4-5": ["judge_validation_verdicts_api claude-2"]}
+
+
+def test_agreement_note_for_a_caption(tmp_path):
+    assert jv.agreement_note("claude-2", tmp_path) == (
+        "human agreement of claude-2 as judged here: not measured yet; alpaca_eval's published claude: 65.3 % "
+        "(people: 65.7 %)")
+    (tmp_path / "judges" / "gpt-3.5-turbo").mkdir(parents=True)
+    record = {"full_published_set": True, "rows": [
+        {"evaluator": "gpt-3.5-turbo", "source": "measured here", "human_agreement": 61.234}]}
+    (tmp_path / "judges" / "gpt-3.5-turbo" / "validation.json").write_text(json.dumps(record))
+    assert jv.human_agreement("gpt-3.5-turbo", tmp_path) == 61.234
+    assert jv.agreement_note("gpt-3.5-turbo", tmp_path).startswith("human agreement of gpt-3.5-turbo as judged here: 61.2 %; "
+                                                                   "alpaca_eval's published chatgpt: 57.3 %")
