@@ -5,6 +5,7 @@
 from snakemake.logging import logger
 
 from alpacare import crossannotations, judgevalidation
+from alpacare.config import verdict_cells
 
 VALIDATION = config.get("judge_validation") or {}
 VALIDATED = judgevalidation.validated_judges(config)
@@ -20,9 +21,7 @@ if VALIDATED and not crossannotations.is_pinned(VALIDATION_SOURCE):
     )
     JUDGE_VALIDATION_TARGETS = []
 # with a judge_validation section, the judges' position and length preferences on the grid's own pairs too
-from alpacare.config import verdict_cells as _verdict_cells
-
-if config.get("judge_validation") is not None and _verdict_cells(config):
+if config.get("judge_validation") is not None and verdict_cells(config):
     JUDGE_VALIDATION_TARGETS.append("results/tables/judge_preferences.md")
 VALIDATION_PAIRS = {
     "output_1": "results/judges/validation_pairs/output_1.json",
