@@ -18,6 +18,7 @@ include: "rules/selfinstruct.smk"
 include: "rules/finetune.smk"
 include: "rules/generate.smk"
 include: "rules/judge.smk"
+include: "rules/judgevalidation.smk"
 include: "rules/report.smk"
 include: "rules/stats.smk"
 include: "rules/usmle.smk"
@@ -32,3 +33,4 @@ rule all:
         WINRATE_TARGETS,
         STATS_TARGETS,
         USMLE_TARGETS,
+        JUDGE_VALIDATION_TARGETS,

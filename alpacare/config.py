@@ -165,6 +165,8 @@ def check_references(config: dict, source: str = "config") -> None:
                               ("paper_judges", "judges"), ("testsets", "testsets")):
             for n, name in enumerate(grid.get(kind, [])):
                 need(section, name, f"{where}.{kind}.{n}")
+    for n, name in enumerate((config.get("judge_validation") or {}).get("judges", [])):
+        need("judges", name, f"judge_validation.judges.{n}")
     for name, figure in config.get("figures", {}).items():
         if figure.get("paper_figure"):
             from .figures import PublishedError, read_published

@@ -17,6 +17,7 @@ else estimated at 4 characters a token; the `tokens` column says which.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -251,10 +252,51 @@ class Forecast:
             self.add("judge", llm, [r for _, r in tagged], extra_input=2 * max_new,
                      inputs=f"bound: outputs of {max_new} tokens", check_cache=False)
 
+    def judge_validation(self) -> None:
+        """Each validated judge on the people's pairs, both orders (README: Judges against people):
+        exact once the file is here (results/judges/crossannotations.json or a local path), else
+        the file's 648 pairs (or the limit) at the AlpacaFarm outputs' typical length."""
+        from . import crossannotations as ca, judgevalidation as jv
+
+        judges = jv.validated_judges(self.config)
+        section = self.config.get("judge_validation") or {}
+        source = ca.source_params(section) if judges else {}
+        # the file this config names: its local path, or the downloaded copy if it has the pinned checksum
+        downloaded = self.root / "results/judges/crossannotations.json"
+        found = self.root / source["path"] if "path" in source else downloaded
+        if not found.exists() or ("path" not in source and not (
+                source.get("sha256") and hashlib.sha256(found.read_bytes()).hexdigest() == source["sha256"])):
+            found = None
+        pair_list = ca.pairs(json.loads(found.read_text()), section.get("limit")) if found else None
+        for name in judges:
+            if not self.missing(f"results/judges/{name}/validation.verdicts.jsonl"):
+                continue
+            spec, llm = self.config["judges"][name], self.config["judges"][name]["llm"]
+            inputs = "exact"
+            try:
+                prompt = judge.resolve_prompt(spec.get("prompt", judge.DEFAULT_PROMPT), self.config["llms"][llm]["provider"])
+            except PublishedError:  # AlpaCare's prompt cannot be fetched here: the project's own stands in
+                prompt, inputs = None, "estimate: offline, the pairwise prompt stands in for alpacare-official"
+            if pair_list is not None:
+                first, second = ca.as_outputs(pair_list)
+                tagged = judge.build_requests(second, first, judge_model=self.model_id(llm), method=spec["method"],
+                                              max_tokens=spec["max_tokens"], prompt=prompt)
+                self.add("judge_validation", llm, [r for _, r in tagged], inputs=inputs)
+                continue
+            n = min(section.get("limit") or ca.FULL_PAIRS, ca.FULL_PAIRS)
+            chars = ca.ESTIMATED_PAIR_CHARS
+            placeholder = [{"id": f"pair-{i}", "instruction": "", "input": "", "output": ""} for i in range(n)]
+            tagged = judge.build_requests(placeholder, placeholder, judge_model=self.model_id(llm), method=spec["method"],
+                                          max_tokens=spec["max_tokens"], prompt=prompt)
+            self.add("judge_validation", llm, [r for _, r in tagged],
+                     extra_input=(chars["instruction"] + 2 * chars["output"]) // 4, check_cache=False,
+                     inputs=f"estimate: {n} pairs of {chars['instruction'] + 2 * chars['output']} characters (the file is not here)")
+
     def run(self) -> list[Row]:
         self.selfinstruct()
         self.generate()
         self.judge()
+        self.judge_validation()
         return list(self.rows.values())
 
 

@@ -96,7 +96,7 @@ def job_endpoints(config: dict, jobs) -> dict[str, list[str]]:
         elif rule in ("generate", "generate_api"):
             spec = config.get("generators", {}).get(w.get("generator"), {})
             llm = spec.get("llm") if w.get("testset") not in spec.get("import", {}) else None
-        elif rule in ("judge", "judge_api"):
+        elif rule in ("judge", "judge_api", "judge_validation_verdicts", "judge_validation_verdicts_api"):
             llm = config.get("judges", {}).get(w.get("judge"), {}).get("llm")
         elif rule.startswith("usmle") and "generator" in w:
             llm = config.get("generators", {}).get(w["generator"], {}).get("llm")

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # AlpaCare's published files; a worktree outside the main checkout points here with ALPACARE_REFERENCE
 REFERENCE = Path(os.environ.get("ALPACARE_REFERENCE", ROOT.parent / "shared" / "reference" / "alpacare"))
 PROJECT_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "configs", "seeds", "testsets", "report", "data", "prompts", "envs", "slurm", "docs",
-                 "requirements"]
+                 "requirements",
+                 "tests/data"]   # fixtures the README's commands name
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def test_the_released_grid_dry_runs_with_the_judge_named_on_the_command_line(tmp
     out = snakemake(project, os.environ, "-n", "--quiet", "rules", "--configfile", "configs/released.yaml", "--config", JUDGE)
     jobs = {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.MULTILINE)}
     assert jobs == {"backbone": 1, "testset": 3, "generate_api": 14 * 3 + 4 * 3, "judge": 14 * 4 * 3, "figure": 8,
-                    "leaderboard": 4 * 3, "report": 1, "all": 1, "total": 248}
+                    "leaderboard": 4 * 3, "report": 1, "judge_preferences": 1, "all": 1, "total": 249}
 
 
 def test_released_outputs_rebuild_the_papers_figures_and_replay_from_the_bundle(tmp_path, smollm2_dir, mirror):

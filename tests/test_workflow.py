@@ -197,6 +197,7 @@ EXPECTED_PAPER_JOBS = {
     "usmle_generation": 13,  # our 8 models and medAlpaca's 5 table rows, on GPU nodes
     "usmle_loglik": 13,
     "usmle_report": 1,
+    "judge_preferences": 1,   # judge_validation: the judges' position and length preferences on the grid
     "all": 1,
 }
 
