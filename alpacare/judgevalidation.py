@@ -384,14 +384,19 @@ def human_agreement(judge_name: str, results: str | Path = "results", full_only:
     """A judge's measured human agreement (%) from its validation record, or None where it has
     none yet (full_only: unless measured on alpaca_eval's whole published file, so that a
     caption never quotes a limited first look or a test fixture as the judge's agreement)."""
-    path = Path(results) / "judges" / judge_name / "validation.json"
+    return human_agreement_of(Path(results) / "judges" / judge_name / "validation.json", full_only)
+
+
+def human_agreement_of(path: str | Path, full_only: bool = True) -> float | None:
+    """human_agreement from one validation record (results/judges/<judge>/validation.json)."""
+    path = Path(path)
     if not path.exists():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
     if full_only and not record.get("full_published_set"):
         return None
     return next(r["human_agreement"] for r in record["rows"] if r["source"] == "measured here"
-                and r["evaluator"] == judge_name)
+                and r["evaluator"] == path.parent.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,10 +488,9 @@ def preferences_markdown(rows: list[dict]) -> str:
 ROLE_EVALUATORS = {"gpt-3.5-turbo": "chatgpt", "claude-2": "claude", "gpt-4": "gpt4", "text-davinci-003": "text_davinci_003"}
 
 
-def agreement_note(judge_name: str, results: str | Path = "results", published: Path = PUBLISHED) -> str:
-    """A caption's phrase on a judge's human agreement: measured (on alpaca_eval's whole file)
-    or 'not measured yet', beside the published figure of the original it stands in for."""
-    measured = human_agreement(judge_name, results)
+def agreement_note(judge_name: str, measured: float | None, published: Path = PUBLISHED) -> str:
+    """A caption's phrase on a judge's human agreement: `measured` (human_agreement, on alpaca_eval's
+    whole file) or 'not measured yet', beside the published figure of the original it stands in for."""
     ours = f"{measured:.1f} %" if measured is not None else "not measured yet"
     original = ROLE_EVALUATORS.get(judge_name)
     if original is None:

@@ -103,7 +103,13 @@ rule figure:
         verdicts=lambda w: [VERDICTS[c] for c in planning.figure_cells(FIGURES[w.figure])],
         outputs=lambda w: [OUTPUTS[k] for k in planning.cell_outputs(planning.figure_cells(FIGURES[w.figure]))],
         published=lambda w: [FIGURES[w.figure]["published"]] if FIGURES[w.figure].get("paper_figure") else [],
-        code=code("stages.figure", "stages.report", "report", "winrates", "figures"),
+        # each judge's measured human agreement, for the caption, where its validation is planned
+        validations=lambda w: [
+            f"results/judges/{j}/validation.json"
+            for j in FIGURES[w.figure]["judges"]
+            if f"results/judges/{j}/validation.md" in JUDGE_VALIDATION_TARGETS
+        ],
+        code=code("stages.figure", "stages.report", "report", "winrates", "figures", "judgevalidation"),
     output:
         png=report(
             "results/figures/{figure}.png",

@@ -8,5 +8,6 @@ make_figure(
     verdict_files={tuple(key): path for key, path in zip(p.verdict_keys, snakemake.input.verdicts)},
     output_files={tuple(key): path for key, path in zip(p.output_keys, snakemake.input.outputs)},
     published_path=snakemake.input.published[0] if snakemake.input.published else None,
+    validation_files=list(snakemake.input.validations),
     out=dict(snakemake.output.items()),
 )

@@ -321,7 +321,7 @@ def test_a_planned_validation_needs_its_judges_api_key_before_any_job():
 
 
 def test_agreement_note_for_a_caption(tmp_path):
-    assert jv.agreement_note("claude-2", tmp_path) == (
+    assert jv.agreement_note("claude-2", jv.human_agreement("claude-2", tmp_path)) == (
         "human agreement of claude-2 as judged here: not measured yet; alpaca_eval's published claude: 65.3 % "
         "(people: 65.7 %)")
     (tmp_path / "judges" / "gpt-3.5-turbo").mkdir(parents=True)
@@ -329,5 +329,6 @@ def test_agreement_note_for_a_caption(tmp_path):
         {"evaluator": "gpt-3.5-turbo", "source": "measured here", "human_agreement": 61.234}]}
     (tmp_path / "judges" / "gpt-3.5-turbo" / "validation.json").write_text(json.dumps(record))
     assert jv.human_agreement("gpt-3.5-turbo", tmp_path) == 61.234
-    assert jv.agreement_note("gpt-3.5-turbo", tmp_path).startswith("human agreement of gpt-3.5-turbo as judged here: 61.2 %; "
+    assert jv.human_agreement_of(tmp_path / "judges" / "gpt-3.5-turbo" / "validation.json") == 61.234
+    assert jv.agreement_note("gpt-3.5-turbo", 61.234).startswith("human agreement of gpt-3.5-turbo as judged here: 61.2 %; "
                                                                    "alpaca_eval's published chatgpt: 57.3 %")

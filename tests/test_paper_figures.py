@@ -140,7 +140,7 @@ def rows(scores: dict, judge_model) -> list[dict]:
     return out
 
 
-def draw(tmp_path, spec: dict, answered: dict, name: str = "figure") -> dict:
+def draw(tmp_path, spec: dict, answered: dict, name: str = "figure", validation_files=()) -> dict:
     """make_figure over fake outputs and verdicts; answered: judge -> judge_model (or a function of the item)."""
     verdict_files, output_files = {}, {}
     for testset in spec["testsets"]:
@@ -155,7 +155,8 @@ def draw(tmp_path, spec: dict, answered: dict, name: str = "figure") -> dict:
                     verdict_files[(judge, reference, testset, model)] = path
     out = {k: tmp_path / "out" / f"{name}.{k}" for k in ("png", "svg", "csv", "md", "html")}
     # as the figure rule gives it: the published numbers only to a figure with a paper_figure
-    make_figure(spec, verdict_files, output_files, ROOT / spec["published"] if spec.get("paper_figure") else None, out)
+    make_figure(spec, verdict_files, output_files, ROOT / spec["published"] if spec.get("paper_figure") else None, out,
+                validation_files)
     return {"table": list(csv.DictReader(out["csv"].read_text().splitlines())), "md": out["md"].read_text(),
             "svg": out["svg"].read_text()}
 
@@ -182,6 +183,20 @@ def test_figure5_sets_the_judges_side_by_side_and_names_who_answered(tmp_path):
     for text in ("gpt-3.5-turbo's role, played by gpt-4o-mini-2024-07-18", "claude-2's role, played by claude-haiku-4-5-20251001"):
         assert svg.count(text) >= 1, text
     assert "claude-2's role, played by gpt" not in svg + md and "gpt-3.5-turbo's role, played by claude" not in svg + md
+
+
+def test_the_caption_carries_each_judges_human_agreement_beside_the_originals(tmp_path):
+    """Issue 24: what the substitution costs, on the figure itself: the substitute's agreement
+    with people where it was measured on the whole published file, else 'not measured yet'."""
+    spec = load("configs/paper.yaml", ROOT)["figures"]["figure5"]
+    validation = tmp_path / "results" / "judges" / "gpt-3.5-turbo" / "validation.json"
+    validation.parent.mkdir(parents=True)
+    validation.write_text(json.dumps({"full_published_set": True, "rows": [
+        {"evaluator": "gpt-3.5-turbo", "source": "measured here", "human_agreement": 61.25}]}))
+    md = draw(tmp_path, spec, {"gpt-3.5-turbo": "gpt-4o-mini-2024-07-18", "claude-2": "claude-haiku-4-5-20251001"},
+              validation_files=[validation])["md"]
+    assert ("human agreement of gpt-3.5-turbo as judged here: 61.2 %; alpaca_eval's published chatgpt: 57.3 %" in md)
+    assert ("human agreement of claude-2 as judged here: not measured yet; alpaca_eval's published claude: 65.3 %" in md)
 
 
 def test_a_figure_missing_a_paper_judge_says_so_and_draws_no_other_judges_numbers(tmp_path):
