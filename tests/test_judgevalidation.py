@@ -82,8 +82,8 @@ def a_judge(data):
 
 
 @pytest.mark.skipif(not ALPACA_EVAL_PYTHON.exists(), reason=f"no alpaca-eval venv at {ALPACA_EVAL_PYTHON} (.ci/run "
-                    "creates it: python3 -m venv /tmp/alpaca-eval-venv && /tmp/alpaca-eval-venv/bin/pip install "
-                    "alpaca-eval==0.6.6); set ALPACA_EVAL_PYTHON to another")
+                    "creates it: python3 -m venv /tmp/alpaca-eval-venv && /tmp/alpaca-eval-venv/bin/pip install -r "
+                    "requirements/alpaca-eval.txt); set ALPACA_EVAL_PYTHON to another")
 def test_same_metrics_as_the_alpaca_eval_package(tmp_path):
     """humans, longest and a judge with ties and an unparsed reply: every leaderboard column
     alpaca_eval 0.6.6 computes from the cross-annotations, and its standard error of the agreement."""
