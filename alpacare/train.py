@@ -237,10 +237,11 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
     compute dtype on GPUs). LoRA: a frozen base in the compute dtype with fp32 adapters.
     lora-8bit/-4bit: the base quantised with bitsandbytes, one copy per GPU.
 
-    empty: only the shapes, on the meta device (FSDP ranks other than 0: rank 0 reads the
-    weights and sends each rank its shard). transformers 5 reads the whole checkpoint on
-    every rank even with ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING set, so
-    without this each GPU process would hold a full fp32 copy in host memory."""
+    empty: FSDP ranks other than 0, which never read the weights: rank 0 does, and
+    accelerate (cpu_ram_efficient_loading) sends each rank its shard. transformers 5 reads
+    the whole checkpoint on every rank even with ACCELERATE_USE_FSDP and
+    FSDP_CPU_RAM_EFFICIENT_LOADING set, so without this each GPU process would hold a full
+    fp32 copy in host memory. See empty_storage for why not the meta device."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = torch.float32 if method == "full" else compute_dtype
@@ -249,6 +250,7 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
 
         with init_empty_weights():  # parameters on meta; buffers (rotary frequencies) computed for real
             model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(backbone_dir), dtype=dtype)
+        empty_storage(model)
     else:
         kwargs = {"dtype": dtype}
         if method in QUANTISED_BITS:
@@ -275,6 +277,28 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
     config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def empty_storage(model: torch.nn.Module) -> None:
+    """Give every parameter on the meta device real, uninitialised CPU storage, in place (tied
+    parameters stay one tensor; buffers are kept as they are).
+
+    Why not leave them on meta: the Trainer builds the optimizer before accelerate shards the
+    model, and accelerate's FSDP2 path then swaps each optimizer parameter for its sharded
+    one by the original's data_ptr(), which is 0 for every meta tensor; all of them would
+    map to one parameter (the last, lm_head.weight), and that rank's optimizer would train
+    no other shard. torch.empty gives each parameter its own address without touching it:
+    the operating system backs no page of host memory until it is written, and accelerate
+    moves the model to meta before it receives rank 0's weights, so it never is."""
+    made: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is None or param.device.type != "meta":
+                continue
+            if id(param) not in made:
+                made[id(param)] = torch.nn.Parameter(torch.empty_like(param, device="cpu"),
+                                                     requires_grad=param.requires_grad)
+            module._parameters[name] = made[id(param)]
 
 
 def callbacks(run: dict, steps_per_epoch: int, clock=time.monotonic) -> list:
