@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,10 +44,13 @@ PAD = -1  # in the training order: a padding example (one token, no loss) that f
 
 # DeepSpeed ZeRO-3 (distributed: deepspeed); "auto" values are filled in from the Trainer's
 # arguments, so the batch, accumulation, clipping and precision stay the ones we computed.
+# Checkpoints during training hold each rank's own shards (no 16-bit gather onto rank 0 at
+# every save: a 7B model's 14 GB through one process); the finished model is gathered once, at
+# the end (run: gather_at_the_end).
 DEEPSPEED_ZERO3 = {
     "bf16": {"enabled": "auto"},
     "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
-                          "stage3_gather_16bit_weights_on_model_save": True},
+                          "stage3_gather_16bit_weights_on_model_save": False},
     "gradient_accumulation_steps": "auto",
     "gradient_clipping": "auto",
     "train_batch_size": "auto",
@@ -354,11 +358,72 @@ def callbacks(run: dict, steps_per_epoch: int, clock=time.monotonic) -> list:
     return [ProgressLog(), Checkpoints()]
 
 
-def last_checkpoint(work_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+# A Trainer checkpoint (transformers' Trainer._save_checkpoint) is written in place, file by
+# file: the weights, the optimizer and scheduler, each process's RNG state, and last, by the
+# main process, trainer_state.json. A kill during a save (SIGTERM at preemption, a time limit)
+# leaves a checkpoint-N that cannot be resumed. Of each part, any one of the names will do:
+CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                      "pytorch_model_fsdp_0/.metadata", "latest")  # plain, sharded, LoRA, FSDP, DeepSpeed
+CHECKPOINT_OPTIMIZER = ("optimizer.pt", "optimizer_0/.metadata", "latest")  # plain, FSDP, DeepSpeed
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
+
+def checkpoint_gaps(path: Path, processes: int) -> str | None:
+    """What keeps a Trainer checkpoint from being resumed by `processes` processes, or None
+    when it is complete: trainer_state.json (written last) whole, the scheduler, every
+    process's RNG state, the weights and the optimizer; a distributed checkpoint
+    (torch.distributed.checkpoint: FSDP's sharded state) is whole once its .metadata is
+    written, which its coordinator does after every rank has written its shards."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json missing or cut short"
+    rng = ["rng_state.pth"] if processes == 1 else [f"rng_state_{rank}.pth" for rank in range(processes)]
+    missing = [name for name in ("scheduler.pt", *rng) if not (path / name).is_file()]
+    for part, names in (("weights", CHECKPOINT_WEIGHTS), ("optimizer state", CHECKPOINT_OPTIMIZER)):
+        if not any((path / name).is_file() for name in names):
+            missing.append(f"{part} ({' or '.join(names)})")
+    missing += [f"{d.name}/.metadata" for d in sorted(path.iterdir())
+                if d.is_dir() and any(d.glob("*.distcp")) and not (d / ".metadata").is_file()]
+    return ", ".join(missing) or None
+
+
+def _checkpoints(work_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint-N in the run's work dir, newest first."""
     steps = Path(work_dir) / STEPS_DIR
-    return get_last_checkpoint(str(steps)) if steps.is_dir() else None
+    if not steps.is_dir():
+        return []
+    return sorted(((int(m[1]), d) for d in steps.iterdir() if d.is_dir() and (m := _CHECKPOINT.match(d.name))),
+                  reverse=True)
+
+
+def last_checkpoint(work_dir: str | Path, processes: int) -> str | None:
+    """The newest complete checkpoint-N in the run's work dir (None: start from scratch)."""
+    return next((str(path) for _, path in _checkpoints(work_dir) if checkpoint_gaps(path, processes) is None), None)
+
+
+def incomplete_checkpoints(work_dir: str | Path, processes: int) -> list[tuple[Path, str]]:
+    """(path, what it lacks) of each checkpoint-N newer than the newest complete one: what an
+    interrupted save left. alpacare.stages.finetune deletes them before training resumes, so
+    that the Trainer (which keeps one checkpoint, the highest-numbered) never takes one for
+    the latest and deletes the good one beside it."""
+    found = []
+    for _, path in _checkpoints(work_dir):
+        gaps = checkpoint_gaps(path, processes)
+        if gaps is None:
+            break
+        found.append((path, gaps))
+    return found
+
+
+def gather_at_the_end(trainer) -> None:
+    """Let the final save_model gather the shards into one model, once, for the export:
+    checkpoints during training stay sharded (FSDP: SHARDED_STATE_DICT; DeepSpeed ZeRO-3:
+    stage3_gather_16bit_weights_on_model_save false, which its engine reads at each save)."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    if trainer.is_deepspeed_enabled:
+        trainer.model_wrapped._config.zero_config.gather_16bit_weights_on_model_save = True
 
 
 def run(run: dict, extra_callbacks=()) -> dict | None:
@@ -383,7 +448,7 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
                       data_collator=collator(tokenizer, rt["padding_free"]),
                       callbacks=[*callbacks(run, steps_per_epoch), *extra_callbacks])
     trainer.remove_callback(PrinterCallback)  # a dict per step; ProgressLog's lines replace it
-    resume = last_checkpoint(run["work_dir"])
+    resume = last_checkpoint(run["work_dir"], rt["devices"])
     resumed_from = int(resume.rsplit("-", 1)[1]) if resume else 0
     if trainer.is_world_process_zero():
         sharding = "FSDP" if trainer.is_fsdp_enabled else "DeepSpeed" if trainer.is_deepspeed_enabled else "replicated"
@@ -398,8 +463,7 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume)
     out = Path(run["work_dir"]) / TRAINED_DIR
-    if trainer.is_fsdp_enabled:  # the shards gathered into one model, once, for the export
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    gather_at_the_end(trainer)
     trainer.save_model(str(out))  # gathers FSDP / ZeRO-3 shards; only the main process writes
     if not trainer.is_world_process_zero():
         return None

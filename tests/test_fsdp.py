@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from alpacare.stages.finetune import finetune, prepare
+from alpacare.train import checkpoint_gaps
 from tiny_llama import RECORDS, build_tiny_llama
 
 HP = {"method": "full", "epochs": 2, "lr": 3e-3, "batch_size": 4, "max_length": 96, "warmup_ratio": 0.0, "seed": 7}
@@ -73,6 +74,10 @@ def test_fsdp_trains_every_shard_on_every_rank_and_matches_one_process(tiny, tmp
     checkpoint = work / "steps" / "checkpoint-2"
     assert (checkpoint / "trainer_state.json").exists()
     assert list(checkpoint.glob("pytorch_model_fsdp_0/.metadata")), sorted(p.name for p in checkpoint.iterdir())
+    assert checkpoint_gaps(checkpoint, processes=2) is None  # what a resume would take
+    (checkpoint / "optimizer_0" / ".metadata").unlink()
+    assert checkpoint_gaps(checkpoint, processes=2) == (
+        "optimizer state (optimizer.pt or optimizer_0/.metadata or latest), optimizer_0/.metadata")
 
 
 def rss_bytes() -> int:

@@ -175,6 +175,82 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_model(full_ru
     assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
 
 
+KILLED_WHILE_SAVING = """
+import json, os, signal, sys
+from transformers import Trainer
+from alpacare.stages.finetune import finetune
+
+save_rng_state = Trainer._save_rng_state
+
+def killed_at_step_4(self, output_dir):  # weights, optimizer and scheduler written; RNG state and trainer_state.json not
+    if self.state.global_step == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+    save_rng_state(self, output_dir)
+
+Trainer._save_rng_state = killed_at_step_4
+data, backbone, out, hp, runtime = json.loads(sys.argv[1])
+finetune(data, backbone, out, hp, runtime, devices=1)
+"""
+
+
+def test_a_save_cut_short_is_skipped_and_the_run_resumes_from_the_complete_one_before(full_run, tiny, data_file,
+                                                                                      tmp_path, caplog):
+    """SIGTERM in the middle of the step-4 save leaves checkpoint-4 without its RNG state and
+    trainer_state.json, beside a complete checkpoint-2: the rerun resumes from checkpoint-2 and
+    trains to the uninterrupted model (before: it took checkpoint-4, and every retry failed)."""
+    out = tmp_path / "tiny-full"
+    args = json.dumps([data(data_file), tiny, str(out), HP, RUNTIME])
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, args], capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGTERM, killed.stderr[-3000:]
+    steps = Path(f"{out}.resume") / "steps"
+    assert sorted(p.name for p in steps.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert (steps / "checkpoint-4" / "optimizer.pt").exists() and not (steps / "checkpoint-4" / "trainer_state.json").exists()
+
+    with caplog.at_level("WARNING", logger="alpacare"):
+        summary = finetune(data(data_file), tiny, out, HP, RUNTIME, devices=1)
+    assert any("checkpoint-4 was cut short while it was saved (trainer_state.json missing or cut short)" in r.getMessage()
+               for r in caplog.records)
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 6
+    reference_dir, _ = full_run
+    assert losses(out) == pytest.approx(losses(reference_dir), abs=1e-6)
+    resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(reference_dir / "model.safetensors")
+    assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
+
+
+def test_a_checkpoint_is_complete_with_every_part_a_resume_reads(tmp_path):
+    from alpacare.train import checkpoint_gaps, incomplete_checkpoints, last_checkpoint
+
+    def checkpoint(step, files):
+        path = tmp_path / "steps" / f"checkpoint-{step}"
+        for name, text in files.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_text(text)
+        return path
+
+    state = json.dumps({"global_step": 2, "log_history": [{"loss": 1.0}] * 50})
+    plain = {"model.safetensors": "w", "optimizer.pt": "o", "scheduler.pt": "s", "rng_state.pth": "r",
+             "trainer_state.json": state}
+    assert checkpoint_gaps(checkpoint(2, plain), processes=1) is None
+    cut = checkpoint(4, {**plain, "trainer_state.json": state[:len(state) // 2]})  # killed while writing it
+    assert checkpoint_gaps(cut, 1) == "trainer_state.json missing or cut short"
+    assert last_checkpoint(tmp_path, 1).endswith("checkpoint-2")
+    assert incomplete_checkpoints(tmp_path, 1) == [(cut, "trainer_state.json missing or cut short")]
+    # two FSDP processes: each one's RNG state, and both distributed checkpoints' metadata
+    fsdp = {"pytorch_model_fsdp_0/__0_0.distcp": "w", "pytorch_model_fsdp_0/__1_0.distcp": "w",
+            "pytorch_model_fsdp_0/.metadata": "m", "optimizer_0/__0_0.distcp": "o", "optimizer_0/__1_0.distcp": "o",
+            "optimizer_0/.metadata": "m", "scheduler.pt": "s", "rng_state_0.pth": "r", "rng_state_1.pth": "r",
+            "trainer_state.json": state}
+    assert checkpoint_gaps(checkpoint(10, fsdp), processes=2) is None
+    no_rank1 = {k: v for k, v in fsdp.items() if k != "rng_state_1.pth"}
+    assert checkpoint_gaps(checkpoint(12, no_rank1), 2) == "rng_state_1.pth"
+    no_metadata = {k: v for k, v in fsdp.items() if k != "optimizer_0/.metadata"}
+    assert checkpoint_gaps(checkpoint(14, no_metadata), 2) == (
+        "optimizer state (optimizer.pt or optimizer_0/.metadata or latest), optimizer_0/.metadata")
+    assert last_checkpoint(tmp_path, 2).endswith("checkpoint-10")
+    assert [p.name for p, _ in incomplete_checkpoints(tmp_path, 2)] == ["checkpoint-14", "checkpoint-12"]
+
+
 NINE = RECORDS + [{"instruction": "Name a symptom of a cold.", "input": "", "output": "A runny nose."}]
 
 

@@ -140,7 +140,7 @@ def prepare(data: list[dict], backbone_dir: str, out_dir: Path, hp: dict, runtim
     mixture drawn and written; an earlier attempt with other settings or data is cleared
     (one with the same ones is resumed). Returns (run, the mixture's report)."""
     from .. import hardware
-    from ..train import check_method_runs_here
+    from ..train import check_method_runs_here, incomplete_checkpoints
 
     check_method_runs_here(hp["method"])  # before any work
     gpus = runtime.get("gpus", 0)
@@ -172,6 +172,10 @@ def prepare(data: list[dict], backbone_dir: str, out_dir: Path, hp: dict, runtim
         log.info("%s holds a run with other settings or data; starting over", work)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    for path, gaps in incomplete_checkpoints(work, processes):
+        log.warning("%s was cut short while it was saved (%s): deleted; resuming from the checkpoint before it",
+                    path, gaps)
+        shutil.rmtree(path)
     write_json(run["data"], records)
     write_json(work / "run.json", run)
     write_text(marker, identity)
