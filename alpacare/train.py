@@ -1,7 +1,7 @@
 """Supervised fine-tuning in the Alpaca recipe on transformers' `Trainer`.
 
 Why `Trainer` (not TRL's SFTTrainer, not a loop on plain accelerate): it is already a
-dependency, it runs on accelerate (so `accelerate launch` gives FSDP, DeepSpeed ZeRO-3 or DDP
+dependency, it runs on accelerate (so a launch with one process per device gives FSDP, DeepSpeed ZeRO-3 or DDP
 across a job's GPUs), and it brings bf16 (or fp16) autocast over fp32 master weights, tf32,
 gradient accumulation with the loss normalised over the whole global batch (also across
 devices), activation checkpointing, sharded checkpoints and exact resume (optimizer,
@@ -14,7 +14,7 @@ formatting and masking we would have to switch off, since those are the parts th
   the data mixture, the derived gradient accumulation, and the artifacts;
 - when to checkpoint (every save_minutes) and the progress lines (callbacks).
 
-One process per device: `python -m alpacare.train <run.json>` (what `accelerate launch`
+One process per device: `python -m alpacare.train <run.json>` (what stages.finetune.launch
 starts on every GPU), or `run()` in-process for a single device. The stage
 (alpacare.stages.finetune) writes run.json and exports the trained model afterwards.
 """
@@ -427,7 +427,7 @@ def gather_at_the_end(trainer) -> None:
 
 
 def run(run: dict, extra_callbacks=()) -> dict | None:
-    """Train one model in this process (one of several under `accelerate launch`), resuming
+    """Train one model in this process (one of several under stages.finetune.launch), resuming
     from the work dir's latest checkpoint if there is one; the main process saves the model
     to <work_dir>/trained/ with train_state.json and returns that state."""
     from transformers import AutoTokenizer, PrinterCallback, Trainer

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from alpacare.checkpoints import BASE_MODEL_FILE, fingerprint, load_model
 from alpacare.llm import LLMError, Request
 from alpacare.llm.local import prompt_ids
-from alpacare.stages.finetune import finetune, launch_env, resolve_run, split_settings
+from alpacare.stages.finetune import finetune, launch_command, launch_env, resolve_run, split_settings
 from alpacare.stages.generate import generate_outputs
 from alpacare.template import adds_bos, alpaca_prompt, encode_prompt
 from alpacare.train import IGNORE, PAD, accumulation_steps, callbacks, encode_all, encode_example, training_order
@@ -340,6 +340,44 @@ def test_fsdp_launches_say_so_when_the_model_loads(tmp_path):
     assert "ACCELERATE_USE_FSDP" not in launch_env(deepspeed, {})
     cpu = resolve_run(HP, {"gpus": 0, "micro_batch_size": 2}, 2, "backbone", tmp_path)
     assert launch_env(cpu, {})["CUDA_VISIBLE_DEVICES"] == "" and "ACCELERATE_USE_FSDP" not in launch_env(cpu, {})
+
+
+# what `accelerate config` writes on a one-GPU workstation; `accelerate launch` read it for
+# every setting not on its command line, and refused a two-process launch with one GPU id
+ONE_GPU_DEFAULT_CONFIG = """compute_environment: LOCAL_MACHINE
+distributed_type: 'NO'
+downcast_bf16: 'no'
+gpu_ids: '0'
+machine_rank: 0
+main_training_function: main
+mixed_precision: fp16
+num_machines: 1
+num_processes: 1
+rdzv_backend: static
+same_network: true
+use_cpu: false
+"""
+
+
+def test_launch_reads_neither_the_users_accelerate_config_nor_their_accelerate_variables(tiny, data_file, tmp_path,
+                                                                                         monkeypatch):
+    home = tmp_path / "home"
+    (home / ".cache" / "huggingface" / "accelerate").mkdir(parents=True)
+    (home / ".cache" / "huggingface" / "accelerate" / "default_config.yaml").write_text(ONE_GPU_DEFAULT_CONFIG)
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("HF_HOME", "XDG_CACHE_HOME", "ACCELERATE_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # no GPU here: fp16 would stop the Trainer
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    summary = finetune(data(data_file), tiny, tmp_path / "two", {**HP, "epochs": 1}, {"micro_batch_size": 2},
+                       devices=2)
+    assert (summary["devices"], summary["steps"]) == (2, 2)
+    run = resolve_run(HP, {"gpus": 0, "micro_batch_size": 2}, 2, "backbone", tmp_path)
+    command = launch_command(run, tmp_path / "run.json")
+    assert "--standalone" in command and not any("port" in arg for arg in command)  # the store binds port 0 itself
+    env = launch_env(run, {"ACCELERATE_USE_DEEPSPEED": "true", "FSDP_OFFLOAD_PARAMS": "true", "PATH": "/bin"})
+    assert env["ACCELERATE_MIXED_PRECISION"] == "no" and "ACCELERATE_USE_DEEPSPEED" not in env
+    assert "FSDP_OFFLOAD_PARAMS" not in env and env["PATH"] == "/bin"
 
 
 def test_fsdp_ranks_other_than_0_hold_only_shapes(tiny):
