@@ -38,6 +38,8 @@ log = logging.getLogger("alpacare")
 IGNORE = -100  # label of tokens that carry no loss (prompt, padding)
 METHODS = ("full", "lora", "lora-8bit", "lora-4bit")
 QUANTISED_BITS = {"lora-8bit": 8, "lora-4bit": 4}
+# what every training job imports, checked against pyproject.toml first (alpacare.versions)
+TRAINING_PACKAGES = ("torch", "transformers", "accelerate", "peft")
 STEPS_DIR = "steps"  # Trainer checkpoints (checkpoint-K/), inside the run's resumable work dir
 TRAINED_DIR = "trained"  # the finished model as the Trainer saved it, before export
 PAD = -1  # in the training order: a padding example (one token, no loss) that fills the last global batch

@@ -139,20 +139,19 @@ def prepare(data: list[dict], backbone_dir: str, out_dir: Path, hp: dict, runtim
     mixture drawn and written; an earlier attempt with other settings or data is cleared
     (one with the same ones is resumed). Returns (run, the mixture's report)."""
     from .. import hardware
-    from ..train import check_method_runs_here, incomplete_checkpoints
+    from ..train import QUANTISED_BITS, TRAINING_PACKAGES, check_method_runs_here, incomplete_checkpoints
+    from ..versions import check_floors
 
     check_method_runs_here(hp["method"])  # before any work
     gpus = runtime.get("gpus", 0)
+    processes = max(1, devices or gpus)
+    deepspeed = processes > 1 and runtime.get("distributed", "fsdp") == "deepspeed"
+    # here, not as a TypeError deep in training (transformers below 5.23, peft below 0.18, ...)
+    check_floors(TRAINING_PACKAGES + ("bitsandbytes",) * (hp["method"] in QUANTISED_BITS) + ("deepspeed",) * deepspeed)
     if gpus:  # never fewer GPUs than asked for, nor the CPU instead: the job holds them
         hardware.require_gpus(devices or gpus, f"models.{out_dir.name}.gpus")
-    processes = max(1, devices or gpus)
     work = Path(f"{out_dir}.resume")
     run = resolve_run(hp, runtime, processes, backbone_dir, work)
-    if processes > 1 and run["runtime"]["distributed"] == "deepspeed":
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            raise RuntimeError("distributed: deepspeed needs the deepspeed package (pip install deepspeed)") from None
 
     parts = [{"dataset": d["dataset"], "records": read_json(d["path"]), "max": d.get("max"), "seed": d.get("seed")}
              for d in data]
