@@ -432,7 +432,7 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     """Train one model in this process (one of several under stages.finetune.launch), resuming
     from the work dir's latest checkpoint if there is one; the main process saves the model
     to <work_dir>/trained/ with train_state.json and returns that state."""
-    from transformers import AutoTokenizer, PrinterCallback, Trainer
+    from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
 
     hp, rt = run["hp"], run["runtime"]
     tokenizer = AutoTokenizer.from_pretrained(run["backbone"])
@@ -444,6 +444,9 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     steps_per_epoch = -(-len(examples) // hp["batch_size"])
     # before the model: it sets up the process group (FSDP's empty ranks, ZeRO-3's sharded load need it)
     args = training_arguments(run)
+    # LoRA's adapters start from random weights: seeded by the run (under FSDP rank 0's are
+    # sent to all ranks, so any number of processes starts where one does)
+    set_seed(hp["seed"])
     model = load_for_training(run["backbone"], hp["method"], hp.get("lora"), rt["gradient_checkpointing"],
                               hardware.DTYPES[rt["precision"]], empty=fsdp_active(run) and args.process_index != 0)
     trainer = Trainer(model=model, args=args, train_dataset=Examples(examples, order, pad_id(tokenizer)),

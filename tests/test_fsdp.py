@@ -48,18 +48,26 @@ def fsdp_on_two_cpu_processes(backbone: str, data: list, out: Path, hp: dict, ru
     return work, [json.loads((reports / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
-def test_fsdp_trains_every_shard_on_every_rank_and_matches_one_process(tiny, tmp_path):
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.mark.parametrize("method, trainable", [
+    ("full", 21),  # 2 layers x 9 + embeddings, final norm, lm_head
+    ("lora", 8),  # A and B of q_proj and v_proj in 2 layers
+])
+def test_fsdp_trains_every_shard_on_every_rank_and_matches_one_process(method, trainable, tiny, tmp_path):
     """Each rank's optimizer holds its own shard of every trainable parameter (before the fix,
     rank 1's model was on the meta device, every data_ptr() was 0, and accelerate mapped all
-    its optimizer parameters onto one: lm_head.weight); and the loss curve is one process's."""
+    its optimizer parameters onto one: lm_head.weight, or for LoRA one adapter matrix); and
+    the loss curve is one process's."""
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(RECORDS))
     data = [{"dataset": "tiny", "path": str(path)}]
-    one = finetune(data, tiny, tmp_path / "one", HP, {"micro_batch_size": 2}, devices=1)
-    work, reports = fsdp_on_two_cpu_processes(tiny, data, tmp_path / "two", HP,
+    hp = {**HP, "method": method, **({"lora": LORA} if method == "lora" else {})}
+    one = finetune(data, tiny, tmp_path / "one", hp, {"micro_batch_size": 2}, devices=1)
+    work, reports = fsdp_on_two_cpu_processes(tiny, data, tmp_path / "two", hp,
                                               {"micro_batch_size": 2, "save_steps": 2})
-    trainable = reports[0]["trainable"]
-    assert trainable == 21  # 2 layers x 9 + embeddings, final norm, lm_head
+    assert reports[0]["trainable"] == trainable
     for rank, report in enumerate(reports):
         assert report["optimizer_params"] == report["distinct"] == report["trainable"] == trainable, (rank, report)
         assert report["are_the_model_shards"] and report["sharded"], (rank, report)
