@@ -100,10 +100,14 @@ def test_ranks_other_than_0_hold_real_but_untouched_storage(tmp_path):
 
     from alpacare.train import load_for_training
 
+    small, big = tmp_path / "small", tmp_path / "big"
+    LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, num_key_value_heads=2).save_pretrained(small)
     LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
-                num_attention_heads=8, num_key_value_heads=8, tie_word_embeddings=False).save_pretrained(tmp_path)
+                num_attention_heads=8, num_key_value_heads=8, tie_word_embeddings=False).save_pretrained(big)
+    load_for_training(str(small), "full", None, False, torch.bfloat16, empty=True)  # the code it imports, first
     before = rss_bytes()
-    model = load_for_training(str(tmp_path), "full", None, False, torch.bfloat16, empty=True)
+    model = load_for_training(str(big), "full", None, False, torch.bfloat16, empty=True)
     grown = rss_bytes() - before
     params = list(model.parameters())
     size = sum(p.numel() * p.element_size() for p in params)
