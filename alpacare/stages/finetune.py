@@ -197,7 +197,8 @@ def launch_env(run: dict, environ: dict) -> dict:
         env.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
     if not run["runtime"]["gpu"]:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // run["runtime"]["devices"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
+    env["OMP_NUM_THREADS"] = str(max(1, cores // run["runtime"]["devices"]))
     return env
 
 
