@@ -23,9 +23,9 @@ def test_a_llama_3_vocabulary_that_does_not_fit_stops_where_llamas_fits(paper, t
     llama_2 = cluster.finetune_gpu_plan(paper, "alpacare-llama-2-7b")  # 4 GPUs of 40 GB, 4 x 1024 tokens each
     assert llama_2["gradient_checkpointing"] and cluster.backbone_vocab(paper, "llama-2-7b") == 32_000
     paper["backbones"]["llama-2-7b"]["vocab_size"] = LLAMA_3_VOCAB  # as for meta-llama/Meta-Llama-3-8B
-    with pytest.raises(ConfigError, match=r"models\.alpacare-llama-2-7b: training 7B parameters \(full\) on 4 GPU\(s\) "
-                                          r"needs ~38 GB per GPU even with activation checkpointing \(micro_batch_size 4, "
-                                          r"max_length 1024, a vocabulary of 128,256 words\)"):
+    with pytest.raises(ConfigError, match=r"models\.alpacare-llama-2-7b: training 7B parameters \(full\) on 4 GPU"
+                                          r"\(s\) needs ~38 GB per GPU even with activation checkpointing "
+                                          r"\(micro_batch_size 4, max_length 1024, a vocabulary of 128,256 words\)"):
         cluster.finetune_gpu_plan(paper, "alpacare-llama-2-7b")
     paper["cluster"]["gpu_memory_gb"] = 80
     plan = cluster.finetune_gpu_plan(paper, "alpacare-llama-2-7b")

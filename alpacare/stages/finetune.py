@@ -197,7 +197,8 @@ def launch_env(run: dict, environ: dict) -> dict:
         env.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
     if not run["runtime"]["gpu"]:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
+    # the job's cores where the OS tells (SLURM pins a job to its own), else the machine's (macOS)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     env["OMP_NUM_THREADS"] = str(max(1, cores // run["runtime"]["devices"]))
     return env
 
