@@ -40,8 +40,11 @@ LORA_BASE_BYTES = {"lora": 2, "lora-8bit": 1, "lora-4bit": 0.5}
 # (16-bit, fused attention: Korthikanti et al. 2022, no sequence-squared term); with it, each
 # layer's input (2) plus one layer's full set while it is recomputed
 ACTIVATION_BYTES, CHECKPOINTED_BYTES = 34, 2
-# the logits of a token: LLaMA's 32,000-word vocabulary in fp32, with their log-softmax and gradient
-LOGIT_BYTES = 32_000 * 4 * 3
+# the logits of a token, per word of the vocabulary: fp32, with their log-softmax and gradient
+LOGIT_BYTES_PER_WORD = 4 * 3
+# the vocabulary where neither a `vocab_size:` hint nor the prepared backbone tells it: LLaMA
+# and Llama 2 have 32,000 words (Llama 3: 128,256, four times the logits)
+DEFAULT_VOCAB = 32_000
 # of a GPU's memory, what training may plan for: the CUDA context and the allocator's fragmentation take the rest
 USABLE_GPU_FRACTION = 0.85
 
@@ -146,6 +149,26 @@ def finetune_resources(config: dict, model: str, attempt: int = 1) -> dict:
     return _resources(cluster, "finetune", size_b, gpus, host_gb, attempt)
 
 
+def backbone_vocab(config: dict, backbone: str) -> int:
+    """A backbone's vocabulary size: its `vocab_size:` hint, else its prepared directory's
+    config.json (there once the backbone job has run, so always in the training job), else
+    DEFAULT_VOCAB."""
+    import json
+    from pathlib import Path
+
+    from .planning import backbone_dir
+
+    hint = config["backbones"].get(backbone, {}).get("vocab_size")
+    if hint:
+        return hint
+    try:
+        model_config = json.loads((Path(backbone_dir(backbone)) / "config.json").read_text())
+    except (OSError, ValueError):
+        return DEFAULT_VOCAB
+    vocab = model_config.get("vocab_size") or model_config.get("text_config", {}).get("vocab_size")
+    return vocab if isinstance(vocab, int) and vocab > 0 else DEFAULT_VOCAB
+
+
 def llama_shape(size_b: float) -> tuple[float, float]:
     """(hidden size, layers) of a LLaMA-family model of this size: 12 x layers x hidden²
     parameters with hidden = 128 x layers (7B: 4096 x 32, 13B: 5120 x 40)."""
@@ -154,9 +177,10 @@ def llama_shape(size_b: float) -> tuple[float, float]:
 
 
 def training_gpu_gb(size_b: float, method: str, gpus: int, micro_batch: int, max_length: int,
-                    checkpointing: bool) -> float:
+                    checkpointing: bool, vocab: int = DEFAULT_VOCAB) -> float:
     """GB one GPU needs to train: model states, activations of a micro-batch of max_length
-    tokens, its logits, and the two layers FSDP holds gathered at a time."""
+    tokens, its logits over a vocabulary of `vocab` words, and the two layers FSDP holds
+    gathered at a time."""
     params = size_b * 1e9
     hidden, layers = llama_shape(size_b)
     if method == "full":
@@ -170,7 +194,7 @@ def training_gpu_gb(size_b: float, method: str, gpus: int, micro_batch: int, max
     activations = (per_layer * (CHECKPOINTED_BYTES * layers + ACTIVATION_BYTES) if checkpointing
                    else per_layer * ACTIVATION_BYTES * layers)
     gathered = 2 * (params / layers) * 4 if gpus > 1 else 0
-    return (states + activations + tokens * LOGIT_BYTES + gathered) / 1e9
+    return (states + activations + tokens * vocab * LOGIT_BYTES_PER_WORD + gathered) / 1e9
 
 
 def finetune_gpu_plan(config: dict, model: str) -> dict:
@@ -187,7 +211,8 @@ def finetune_gpu_plan(config: dict, model: str) -> dict:
     size_b = backbone_size_b(config, spec["backbone"])
     usable = USABLE_GPU_FRACTION * cluster["gpu_memory_gb"]
     method, micro, length = spec["method"], spec["micro_batch_size"], spec["max_length"]
-    need = {ckpt: training_gpu_gb(size_b, method, gpus, micro, length, ckpt) for ckpt in (False, True)}
+    vocab = backbone_vocab(config, spec["backbone"])
+    need = {ckpt: training_gpu_gb(size_b, method, gpus, micro, length, ckpt, vocab) for ckpt in (False, True)}
     if not wanted and need[False] <= usable:
         return {"gradient_checkpointing": False, "gpu_gb": need[False], "why": "fits without it"}
     if need[True] <= usable:
@@ -195,12 +220,13 @@ def finetune_gpu_plan(config: dict, model: str) -> dict:
                f"{cluster['gpu_memory_gb']:g}" if not wanted else f"models.{model}.gradient_checkpointing")
         return {"gradient_checkpointing": True, "gpu_gb": need[True], "why": why}
     more = next((n for n in range(gpus + 1, 257)
-                 if training_gpu_gb(size_b, method, n, micro, length, True) <= usable), None)
+                 if training_gpu_gb(size_b, method, n, micro, length, True, vocab) <= usable), None)
     fix = (f"set models.{model}.gpus to at least {more} (batch_size must stay a multiple of micro_batch_size x gpus), "
            if more and method in ("full", "lora") else "")
     raise ConfigError(
         f"models.{model}: training {size_b:g}B parameters ({method}) on {gpus} GPU(s) needs ~{need[True]:.0f} GB per GPU "
-        f"even with activation checkpointing (micro_batch_size {micro}, max_length {length}), more than the "
+        f"even with activation checkpointing (micro_batch_size {micro}, max_length {length}, a vocabulary of "
+        f"{vocab:,} words), more than the "
         f"{usable:.0f} GB usable of cluster.gpu_memory_gb {cluster['gpu_memory_gb']:g}: {fix}lower micro_batch_size, "
         "or set cluster.gpu_memory_gb to your GPUs' memory if they have more")
 

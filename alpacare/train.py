@@ -1,7 +1,7 @@
 """Supervised fine-tuning in the Alpaca recipe on transformers' `Trainer`.
 
 Why `Trainer` (not TRL's SFTTrainer, not a loop on plain accelerate): it is already a
-dependency, it runs on accelerate (so `accelerate launch` gives FSDP, DeepSpeed ZeRO-3 or DDP
+dependency, it runs on accelerate (so a launch with one process per device gives FSDP, DeepSpeed ZeRO-3 or DDP
 across a job's GPUs), and it brings bf16 (or fp16) autocast over fp32 master weights, tf32,
 gradient accumulation with the loss normalised over the whole global batch (also across
 devices), activation checkpointing, sharded checkpoints and exact resume (optimizer,
@@ -14,7 +14,7 @@ formatting and masking we would have to switch off, since those are the parts th
   the data mixture, the derived gradient accumulation, and the artifacts;
 - when to checkpoint (every save_minutes) and the progress lines (callbacks).
 
-One process per device: `python -m alpacare.train <run.json>` (what `accelerate launch`
+One process per device: `python -m alpacare.train <run.json>` (what stages.finetune.launch
 starts on every GPU), or `run()` in-process for a single device. The stage
 (alpacare.stages.finetune) writes run.json and exports the trained model afterwards.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,16 +38,21 @@ log = logging.getLogger("alpacare")
 IGNORE = -100  # label of tokens that carry no loss (prompt, padding)
 METHODS = ("full", "lora", "lora-8bit", "lora-4bit")
 QUANTISED_BITS = {"lora-8bit": 8, "lora-4bit": 4}
+# what every training job imports, checked against pyproject.toml first (alpacare.versions)
+TRAINING_PACKAGES = ("torch", "transformers", "accelerate", "peft")
 STEPS_DIR = "steps"  # Trainer checkpoints (checkpoint-K/), inside the run's resumable work dir
 TRAINED_DIR = "trained"  # the finished model as the Trainer saved it, before export
 PAD = -1  # in the training order: a padding example (one token, no loss) that fills the last global batch
 
 # DeepSpeed ZeRO-3 (distributed: deepspeed); "auto" values are filled in from the Trainer's
 # arguments, so the batch, accumulation, clipping and precision stay the ones we computed.
+# Checkpoints during training hold each rank's own shards (no 16-bit gather onto rank 0 at
+# every save: a 7B model's 14 GB through one process); the finished model is gathered once, at
+# the end (run: gather_at_the_end).
 DEEPSPEED_ZERO3 = {
     "bf16": {"enabled": "auto"},
     "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
-                          "stage3_gather_16bit_weights_on_model_save": True},
+                          "stage3_gather_16bit_weights_on_model_save": False},
     "gradient_accumulation_steps": "auto",
     "gradient_clipping": "auto",
     "train_batch_size": "auto",
@@ -237,10 +243,11 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
     compute dtype on GPUs). LoRA: a frozen base in the compute dtype with fp32 adapters.
     lora-8bit/-4bit: the base quantised with bitsandbytes, one copy per GPU.
 
-    empty: only the shapes, on the meta device (FSDP ranks other than 0: rank 0 reads the
-    weights and sends each rank its shard). transformers 5 reads the whole checkpoint on
-    every rank even with ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING set, so
-    without this each GPU process would hold a full fp32 copy in host memory."""
+    empty: FSDP ranks other than 0, which never read the weights: rank 0 does, and
+    accelerate (cpu_ram_efficient_loading) sends each rank its shard. transformers 5 reads
+    the whole checkpoint on every rank even with ACCELERATE_USE_FSDP and
+    FSDP_CPU_RAM_EFFICIENT_LOADING set, so without this each GPU process would hold a full
+    fp32 copy in host memory. See empty_storage for why not the meta device."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = torch.float32 if method == "full" else compute_dtype
@@ -249,6 +256,7 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
 
         with init_empty_weights():  # parameters on meta; buffers (rotary frequencies) computed for real
             model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(backbone_dir), dtype=dtype)
+        empty_storage(model)
     else:
         kwargs = {"dtype": dtype}
         if method in QUANTISED_BITS:
@@ -275,6 +283,28 @@ def load_for_training(backbone_dir: str, method: str, lora: dict | None, gradien
     config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def empty_storage(model: torch.nn.Module) -> None:
+    """Give every parameter on the meta device real, uninitialised CPU storage, in place (tied
+    parameters stay one tensor; buffers are kept as they are).
+
+    Why not leave them on meta: the Trainer builds the optimizer before accelerate shards the
+    model, and accelerate's FSDP2 path then swaps each optimizer parameter for its sharded
+    one by the original's data_ptr(), which is 0 for every meta tensor; all of them would
+    map to one parameter (the last, lm_head.weight), and that rank's optimizer would train
+    no other shard. torch.empty gives each parameter its own address without touching it:
+    the operating system backs no page of host memory until it is written, and accelerate
+    moves the model to meta before it receives rank 0's weights, so it never is."""
+    made: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is None or param.device.type != "meta":
+                continue
+            if id(param) not in made:
+                made[id(param)] = torch.nn.Parameter(torch.empty_like(param, device="cpu"),
+                                                     requires_grad=param.requires_grad)
+            module._parameters[name] = made[id(param)]
 
 
 def callbacks(run: dict, steps_per_epoch: int, clock=time.monotonic) -> list:
@@ -330,18 +360,79 @@ def callbacks(run: dict, steps_per_epoch: int, clock=time.monotonic) -> list:
     return [ProgressLog(), Checkpoints()]
 
 
-def last_checkpoint(work_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+# A Trainer checkpoint (transformers' Trainer._save_checkpoint) is written in place, file by
+# file: the weights, the optimizer and scheduler, each process's RNG state, and last, by the
+# main process, trainer_state.json. A kill during a save (SIGTERM at preemption, a time limit)
+# leaves a checkpoint-N that cannot be resumed. Of each part, any one of the names will do:
+CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                      "pytorch_model_fsdp_0/.metadata", "latest")  # plain, sharded, LoRA, FSDP, DeepSpeed
+CHECKPOINT_OPTIMIZER = ("optimizer.pt", "optimizer_0/.metadata", "latest")  # plain, FSDP, DeepSpeed
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
+
+def checkpoint_gaps(path: Path, processes: int) -> str | None:
+    """What keeps a Trainer checkpoint from being resumed by `processes` processes, or None
+    when it is complete: trainer_state.json (written last) whole, the scheduler, every
+    process's RNG state, the weights and the optimizer; a distributed checkpoint
+    (torch.distributed.checkpoint: FSDP's sharded state) is whole once its .metadata is
+    written, which its coordinator does after every rank has written its shards."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json missing or cut short"
+    rng = ["rng_state.pth"] if processes == 1 else [f"rng_state_{rank}.pth" for rank in range(processes)]
+    missing = [name for name in ("scheduler.pt", *rng) if not (path / name).is_file()]
+    for part, names in (("weights", CHECKPOINT_WEIGHTS), ("optimizer state", CHECKPOINT_OPTIMIZER)):
+        if not any((path / name).is_file() for name in names):
+            missing.append(f"{part} ({' or '.join(names)})")
+    missing += [f"{d.name}/.metadata" for d in sorted(path.iterdir())
+                if d.is_dir() and any(d.glob("*.distcp")) and not (d / ".metadata").is_file()]
+    return ", ".join(missing) or None
+
+
+def _checkpoints(work_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint-N in the run's work dir, newest first."""
     steps = Path(work_dir) / STEPS_DIR
-    return get_last_checkpoint(str(steps)) if steps.is_dir() else None
+    if not steps.is_dir():
+        return []
+    return sorted(((int(m[1]), d) for d in steps.iterdir() if d.is_dir() and (m := _CHECKPOINT.match(d.name))),
+                  reverse=True)
+
+
+def last_checkpoint(work_dir: str | Path, processes: int) -> str | None:
+    """The newest complete checkpoint-N in the run's work dir (None: start from scratch)."""
+    return next((str(path) for _, path in _checkpoints(work_dir) if checkpoint_gaps(path, processes) is None), None)
+
+
+def incomplete_checkpoints(work_dir: str | Path, processes: int) -> list[tuple[Path, str]]:
+    """(path, what it lacks) of each checkpoint-N newer than the newest complete one: what an
+    interrupted save left. alpacare.stages.finetune deletes them before training resumes, so
+    that the Trainer (which keeps one checkpoint, the highest-numbered) never takes one for
+    the latest and deletes the good one beside it."""
+    found = []
+    for _, path in _checkpoints(work_dir):
+        gaps = checkpoint_gaps(path, processes)
+        if gaps is None:
+            break
+        found.append((path, gaps))
+    return found
+
+
+def gather_at_the_end(trainer) -> None:
+    """Let the final save_model gather the shards into one model, once, for the export:
+    checkpoints during training stay sharded (FSDP: SHARDED_STATE_DICT; DeepSpeed ZeRO-3:
+    stage3_gather_16bit_weights_on_model_save false, which its engine reads at each save)."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    if trainer.is_deepspeed_enabled:
+        trainer.model_wrapped._config.zero_config.gather_16bit_weights_on_model_save = True
 
 
 def run(run: dict, extra_callbacks=()) -> dict | None:
-    """Train one model in this process (one of several under `accelerate launch`), resuming
+    """Train one model in this process (one of several under stages.finetune.launch), resuming
     from the work dir's latest checkpoint if there is one; the main process saves the model
     to <work_dir>/trained/ with train_state.json and returns that state."""
-    from transformers import AutoTokenizer, PrinterCallback, Trainer
+    from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
 
     hp, rt = run["hp"], run["runtime"]
     tokenizer = AutoTokenizer.from_pretrained(run["backbone"])
@@ -353,13 +444,16 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     steps_per_epoch = -(-len(examples) // hp["batch_size"])
     # before the model: it sets up the process group (FSDP's empty ranks, ZeRO-3's sharded load need it)
     args = training_arguments(run)
+    # LoRA's adapters start from random weights: seeded by the run (under FSDP rank 0's are
+    # sent to all ranks, so any number of processes starts where one does)
+    set_seed(hp["seed"])
     model = load_for_training(run["backbone"], hp["method"], hp.get("lora"), rt["gradient_checkpointing"],
                               hardware.DTYPES[rt["precision"]], empty=fsdp_active(run) and args.process_index != 0)
     trainer = Trainer(model=model, args=args, train_dataset=Examples(examples, order, pad_id(tokenizer)),
                       data_collator=collator(tokenizer, rt["padding_free"]),
                       callbacks=[*callbacks(run, steps_per_epoch), *extra_callbacks])
     trainer.remove_callback(PrinterCallback)  # a dict per step; ProgressLog's lines replace it
-    resume = last_checkpoint(run["work_dir"])
+    resume = last_checkpoint(run["work_dir"], rt["devices"])
     resumed_from = int(resume.rsplit("-", 1)[1]) if resume else 0
     if trainer.is_world_process_zero():
         sharding = "FSDP" if trainer.is_fsdp_enabled else "DeepSpeed" if trainer.is_deepspeed_enabled else "replicated"
@@ -374,8 +468,7 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume)
     out = Path(run["work_dir"]) / TRAINED_DIR
-    if trainer.is_fsdp_enabled:  # the shards gathered into one model, once, for the export
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    gather_at_the_end(trainer)
     trainer.save_model(str(out))  # gathers FSDP / ZeRO-3 shards; only the main process writes
     if not trainer.is_world_process_zero():
         return None

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from alpacare.checkpoints import BASE_MODEL_FILE, fingerprint, load_model
 from alpacare.llm import LLMError, Request
 from alpacare.llm.local import prompt_ids
-from alpacare.stages.finetune import finetune, launch_env, resolve_run, split_settings
+from alpacare.stages.finetune import finetune, launch_command, launch_env, resolve_run, split_settings
 from alpacare.stages.generate import generate_outputs
 from alpacare.template import adds_bos, alpaca_prompt, encode_prompt
 from alpacare.train import IGNORE, PAD, accumulation_steps, callbacks, encode_all, encode_example, training_order
@@ -175,6 +175,83 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_model(full_ru
     assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
 
 
+KILLED_WHILE_SAVING = """
+import json, os, signal, sys
+from transformers import Trainer
+from alpacare.stages.finetune import finetune
+
+save_rng_state = Trainer._save_rng_state
+
+def killed_at_step_4(self, output_dir):  # weights, optimizer, scheduler written; RNG state, trainer_state.json not
+    if self.state.global_step == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+    save_rng_state(self, output_dir)
+
+Trainer._save_rng_state = killed_at_step_4
+data, backbone, out, hp, runtime = json.loads(sys.argv[1])
+finetune(data, backbone, out, hp, runtime, devices=1)
+"""
+
+
+def test_a_save_cut_short_is_skipped_and_the_run_resumes_from_the_complete_one_before(full_run, tiny, data_file,
+                                                                                      tmp_path, caplog):
+    """SIGTERM in the middle of the step-4 save leaves checkpoint-4 without its RNG state and
+    trainer_state.json, beside a complete checkpoint-2: the rerun resumes from checkpoint-2 and
+    trains to the uninterrupted model (before: it took checkpoint-4, and every retry failed)."""
+    out = tmp_path / "tiny-full"
+    args = json.dumps([data(data_file), tiny, str(out), HP, RUNTIME])
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, args], capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGTERM, killed.stderr[-3000:]
+    steps = Path(f"{out}.resume") / "steps"
+    assert sorted(p.name for p in steps.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert (steps / "checkpoint-4" / "optimizer.pt").exists()
+    assert not (steps / "checkpoint-4" / "trainer_state.json").exists()
+
+    with caplog.at_level("WARNING", logger="alpacare"):
+        summary = finetune(data(data_file), tiny, out, HP, RUNTIME, devices=1)
+    cut = "checkpoint-4 was cut short while it was saved (trainer_state.json missing or cut short)"
+    assert any(cut in r.getMessage() for r in caplog.records)
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 6
+    reference_dir, _ = full_run
+    assert losses(out) == pytest.approx(losses(reference_dir), abs=1e-6)
+    resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(reference_dir / "model.safetensors")
+    assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
+
+
+def test_a_checkpoint_is_complete_with_every_part_a_resume_reads(tmp_path):
+    from alpacare.train import checkpoint_gaps, incomplete_checkpoints, last_checkpoint
+
+    def checkpoint(step, files):
+        path = tmp_path / "steps" / f"checkpoint-{step}"
+        for name, text in files.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_text(text)
+        return path
+
+    state = json.dumps({"global_step": 2, "log_history": [{"loss": 1.0}] * 50})
+    plain = {"model.safetensors": "w", "optimizer.pt": "o", "scheduler.pt": "s", "rng_state.pth": "r",
+             "trainer_state.json": state}
+    assert checkpoint_gaps(checkpoint(2, plain), processes=1) is None
+    cut = checkpoint(4, {**plain, "trainer_state.json": state[:len(state) // 2]})  # killed while writing it
+    assert checkpoint_gaps(cut, 1) == "trainer_state.json missing or cut short"
+    assert last_checkpoint(tmp_path, 1).endswith("checkpoint-2")
+    assert incomplete_checkpoints(tmp_path, 1) == [(cut, "trainer_state.json missing or cut short")]
+    # two FSDP processes: each one's RNG state, and both distributed checkpoints' metadata
+    fsdp = {"pytorch_model_fsdp_0/__0_0.distcp": "w", "pytorch_model_fsdp_0/__1_0.distcp": "w",
+            "pytorch_model_fsdp_0/.metadata": "m", "optimizer_0/__0_0.distcp": "o", "optimizer_0/__1_0.distcp": "o",
+            "optimizer_0/.metadata": "m", "scheduler.pt": "s", "rng_state_0.pth": "r", "rng_state_1.pth": "r",
+            "trainer_state.json": state}
+    assert checkpoint_gaps(checkpoint(10, fsdp), processes=2) is None
+    no_rank1 = {k: v for k, v in fsdp.items() if k != "rng_state_1.pth"}
+    assert checkpoint_gaps(checkpoint(12, no_rank1), 2) == "rng_state_1.pth"
+    no_metadata = {k: v for k, v in fsdp.items() if k != "optimizer_0/.metadata"}
+    assert checkpoint_gaps(checkpoint(14, no_metadata), 2) == (
+        "optimizer state (optimizer.pt or optimizer_0/.metadata or latest), optimizer_0/.metadata")
+    assert last_checkpoint(tmp_path, 2).endswith("checkpoint-10")
+    assert [p.name for p, _ in incomplete_checkpoints(tmp_path, 2)] == ["checkpoint-14", "checkpoint-12"]
+
+
 NINE = RECORDS + [{"instruction": "Name a symptom of a cold.", "input": "", "output": "A runny nose."}]
 
 
@@ -266,21 +343,61 @@ def test_fsdp_launches_say_so_when_the_model_loads(tmp_path):
     assert launch_env(cpu, {})["CUDA_VISIBLE_DEVICES"] == "" and "ACCELERATE_USE_FSDP" not in launch_env(cpu, {})
 
 
+# what `accelerate config` writes on a one-GPU workstation; `accelerate launch` read it for
+# every setting not on its command line, and refused a two-process launch with one GPU id
+ONE_GPU_DEFAULT_CONFIG = """compute_environment: LOCAL_MACHINE
+distributed_type: 'NO'
+downcast_bf16: 'no'
+gpu_ids: '0'
+machine_rank: 0
+main_training_function: main
+mixed_precision: fp16
+num_machines: 1
+num_processes: 1
+rdzv_backend: static
+same_network: true
+use_cpu: false
+"""
+
+
+def test_launch_reads_neither_the_users_accelerate_config_nor_their_accelerate_variables(tiny, data_file, tmp_path,
+                                                                                         monkeypatch):
+    home = tmp_path / "home"
+    (home / ".cache" / "huggingface" / "accelerate").mkdir(parents=True)
+    (home / ".cache" / "huggingface" / "accelerate" / "default_config.yaml").write_text(ONE_GPU_DEFAULT_CONFIG)
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("HF_HOME", "XDG_CACHE_HOME", "ACCELERATE_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # no GPU here: fp16 would stop the Trainer
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    summary = finetune(data(data_file), tiny, tmp_path / "two", {**HP, "epochs": 1}, {"micro_batch_size": 2},
+                       devices=2)
+    assert (summary["devices"], summary["steps"]) == (2, 2)
+    run = resolve_run(HP, {"gpus": 0, "micro_batch_size": 2}, 2, "backbone", tmp_path)
+    command = launch_command(run, tmp_path / "run.json")
+    assert "--standalone" in command and not any("port" in arg for arg in command)  # the store binds port 0 itself
+    env = launch_env(run, {"ACCELERATE_USE_DEEPSPEED": "true", "FSDP_OFFLOAD_PARAMS": "true", "PATH": "/bin"})
+    assert env["ACCELERATE_MIXED_PRECISION"] == "no" and "ACCELERATE_USE_DEEPSPEED" not in env
+    assert "FSDP_OFFLOAD_PARAMS" not in env and env["PATH"] == "/bin"
+
+
 def test_fsdp_ranks_other_than_0_hold_only_shapes(tiny):
-    """Rank 0 reads the weights; the others build the model on the meta device (FSDP sends
-    them their shards), with real buffers such as the rotary frequencies."""
+    """Rank 0 reads the weights; the others build the model with storage of their own that
+    they never fill (FSDP sends them their shards; tests/test_fsdp.py: each parameter its own
+    address, no host memory behind it), with real buffers such as the rotary frequencies."""
     from alpacare.train import load_for_training
 
     loaded = load_for_training(tiny, "full", None, False, torch.bfloat16)
     empty = load_for_training(tiny, "full", None, False, torch.bfloat16, empty=True)
-    assert all(p.device.type == "meta" and p.dtype == torch.float32 for p in empty.parameters())
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in empty.parameters())
+    assert len({p.data_ptr() for p in empty.parameters()}) == len(list(loaded.parameters()))
     assert all(p.device.type == "cpu" for p in loaded.parameters())
     assert [n for n, _ in empty.named_parameters()] == [n for n, _ in loaded.named_parameters()]
     buffers = dict(loaded.named_buffers())
     assert all(b.device.type == "cpu" and torch.equal(b, buffers[n]) for n, b in empty.named_buffers())
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     base = load_for_training(tiny, "lora", lora, False, torch.bfloat16, empty=True)
-    assert all(p.device.type == "meta" for p in base.parameters())
+    assert all(p.device.type == "cpu" for p in base.parameters())
     assert {p.dtype for n, p in base.named_parameters() if "lora_" not in n} == {torch.bfloat16}
 
 

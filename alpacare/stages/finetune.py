@@ -3,7 +3,7 @@
 The work happens in a resumable directory beside the checkpoint, `<out_dir>.resume/`: it is
 not a declared output, so Snakemake leaves it alone when a job fails or is killed, and the
 rerun continues from its latest Trainer checkpoint. It is deleted once the checkpoint is
-exported. A model that asks for more than one GPU is trained by `accelerate launch` with one
+exported. A model that asks for more than one GPU is trained by torch's launcher with one
 process per granted GPU; otherwise in this process.
 
 Settings come in two kinds. `hp` (the rule's params) decide the trained weights: editing one
@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -140,20 +139,19 @@ def prepare(data: list[dict], backbone_dir: str, out_dir: Path, hp: dict, runtim
     mixture drawn and written; an earlier attempt with other settings or data is cleared
     (one with the same ones is resumed). Returns (run, the mixture's report)."""
     from .. import hardware
-    from ..train import check_method_runs_here
+    from ..train import QUANTISED_BITS, TRAINING_PACKAGES, check_method_runs_here, incomplete_checkpoints
+    from ..versions import check_floors
 
     check_method_runs_here(hp["method"])  # before any work
     gpus = runtime.get("gpus", 0)
+    processes = max(1, devices or gpus)
+    deepspeed = processes > 1 and runtime.get("distributed", "fsdp") == "deepspeed"
+    # here, not as a TypeError deep in training (transformers below 5.23, peft below 0.18, ...)
+    check_floors(TRAINING_PACKAGES + ("bitsandbytes",) * (hp["method"] in QUANTISED_BITS) + ("deepspeed",) * deepspeed)
     if gpus:  # never fewer GPUs than asked for, nor the CPU instead: the job holds them
         hardware.require_gpus(devices or gpus, f"models.{out_dir.name}.gpus")
-    processes = max(1, devices or gpus)
     work = Path(f"{out_dir}.resume")
     run = resolve_run(hp, runtime, processes, backbone_dir, work)
-    if processes > 1 and run["runtime"]["distributed"] == "deepspeed":
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            raise RuntimeError("distributed: deepspeed needs the deepspeed package (pip install deepspeed)") from None
 
     parts = [{"dataset": d["dataset"], "records": read_json(d["path"]), "max": d.get("max"), "seed": d.get("seed")}
              for d in data]
@@ -172,52 +170,72 @@ def prepare(data: list[dict], backbone_dir: str, out_dir: Path, hp: dict, runtim
         log.info("%s holds a run with other settings or data; starting over", work)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    for path, gaps in incomplete_checkpoints(work, processes):
+        log.warning("%s was cut short while it was saved (%s): deleted; resuming from the checkpoint before it",
+                    path, gaps)
+        shutil.rmtree(path)
     write_json(run["data"], records)
     write_json(work / "run.json", run)
     write_text(marker, identity)
     return run, report
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_env(run: dict, environ: dict) -> dict:
-    """The training processes' environment. Under FSDP, transformers and accelerate read
-    ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING when the model is loaded, which is
-    before the Trainer builds its Accelerator: without them each process would act as if it
-    loaded a whole model of its own (alpacare.train.load_for_training keeps all but rank 0
-    empty; these say the same to the libraries). On the CPU the processes share the job's
-    cores and see no GPU."""
+    """The training processes' environment: the job's, less any ACCELERATE_* / FSDP_* setting
+    the user's shell carries (accelerate and transformers read them at start-up: a stray
+    ACCELERATE_MIXED_PRECISION=fp16 or ACCELERATE_USE_DEEPSPEED would change the run), plus
+    ours. Under FSDP, transformers and accelerate read ACCELERATE_USE_FSDP and
+    FSDP_CPU_RAM_EFFICIENT_LOADING when the model is loaded, before the Trainer builds its
+    Accelerator: without them each process would act as if it loaded a whole model of its own
+    (alpacare.train.load_for_training keeps all but rank 0 empty; these say the same to the
+    libraries). Each process gets its share of the job's cores; on the CPU it sees no GPU."""
     from ..train import fsdp_active
 
-    env = dict(environ)
+    env = {k: v for k, v in environ.items() if not k.startswith(("ACCELERATE_", "FSDP_"))}
+    env["ACCELERATE_MIXED_PRECISION"] = {"bf16": "bf16", "fp16": "fp16"}.get(run["runtime"]["precision"], "no")
     if fsdp_active(run):
         env.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
     if not run["runtime"]["gpu"]:
         env["CUDA_VISIBLE_DEVICES"] = ""
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // run["runtime"]["devices"]))
+    # the job's cores where the OS tells (SLURM pins a job to its own), else the machine's (macOS)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env["OMP_NUM_THREADS"] = str(max(1, cores // run["runtime"]["devices"]))
     return env
 
 
+def launch_command(run: dict, run_path: Path) -> list[str]:
+    """One training process per device, started by torch's own launcher (what `accelerate
+    launch` runs underneath), so that nothing outside the run decides how it trains:
+
+    - no configuration file: `accelerate launch` fills every setting not given on its command
+      line from the user's ~/.cache/huggingface/accelerate/default_config.yaml (a one-GPU
+      workstation's `gpu_ids: '0'` stops a 4-GPU launch; a DeepSpeed or FSDP section there
+      changes it). The Trainer builds the Accelerator from our TrainingArguments and
+      launch_env, which is everything the processes need.
+    - no port chosen beforehand: `--standalone` rendezvouses through a store that binds port
+      0 and holds it, and hands the processes that address. Picking a free port and passing
+      it (what `--main_process_port 0` does) leaves a gap in which another job on the node can
+      take it; a port derived from SLURM_JOB_ID can still meet another job's, and a machine
+      without SLURM has no job id.
+    - no restarts: a failed process fails the job, and Snakemake's retry resumes from the
+      last complete checkpoint."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+            "--nproc_per_node", str(run["runtime"]["devices"]), "--max_restarts", "0",
+            "-m", "alpacare.train", str(run_path)]
+
+
 def launch(run_path: Path) -> None:
-    """`accelerate launch` one training process per device; their output goes to the job's log."""
+    """Start the training processes (launch_command); their output goes to the job's log."""
     run = read_json(run_path)
-    processes = run["runtime"]["devices"]
-    mixed = {"bf16": "bf16", "fp16": "fp16"}.get(run["runtime"]["precision"], "no")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-           "--num_machines", "1", "--main_process_port", str(_free_port()), "--dynamo_backend", "no",
-           "--mixed_precision", mixed, "-m", "alpacare.train", str(run_path)]
-    log.info("launching %d processes: %s", processes, " ".join(cmd))
+    cmd = launch_command(run, run_path)
+    log.info("launching %d processes: %s", run["runtime"]["devices"], " ".join(cmd))
     env = launch_env(run, os.environ)
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             log.info("| %s", line.rstrip())
     if proc.returncode:
         raise RuntimeError(f"training processes failed (exit {proc.returncode}); the log above has their output. "
-                           f"Rerunning resumes from the last checkpoint in {run['work_dir']}")
+                           f"Rerunning resumes from the last complete checkpoint in {run['work_dir']}")
 
 
 def export(run: dict, state: dict, report: list[dict], out_dir: Path, seconds: float) -> dict:
