@@ -239,6 +239,10 @@ def main():
     for k, v in size.items():
         setattr(args, k, getattr(args, k, None) or v)
     started = time.monotonic()
+    # below a floor the run fails deep in training with a raw TypeError: say which package, first
+    from alpacare.versions import check_floors
+
+    check_floors(["torch", "transformers", "accelerate", "peft", "pyrate-limiter"])
     say("versions", f"torch {torch.__version__}, transformers {__import__('transformers').__version__}, "
                     f"accelerate {__import__('accelerate').__version__}, peft {__import__('peft').__version__}")
     with tempfile.TemporaryDirectory() as scratch:

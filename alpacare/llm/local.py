@@ -16,6 +16,7 @@ import torch
 
 from .. import hardware
 from ..checkpoints import fingerprint, load_model, model_identity
+from ..versions import check_floors
 from ..template import encode_continuation, encode_prompt
 from .base import LLMError, Provider, Request, Response
 
@@ -91,6 +92,7 @@ class LocalProvider(Provider):
     def __init__(self, model_dir: str, progress_seconds: float = 10.0):
         self.model_dir = str(model_dir)
         self.progress_seconds = progress_seconds  # a decode loop's progress line in the job log, this often
+        self._versions_checked = False
 
     def identity(self) -> dict:
         # the weights, tokenizer and generation settings by content, and the precision the
@@ -104,6 +106,9 @@ class LocalProvider(Provider):
         for r in requests:
             if r.model != self.model_dir:
                 raise LLMError(f"request for model {r.model!r} sent to local provider of {self.model_dir!r}")
+        if not self._versions_checked:  # below a floor, decoding fails deep inside with a raw TypeError
+            check_floors(["torch", "transformers"])
+            self._versions_checked = True
         model, tokenizer = load_model(self.model_dir)
         out: list[Response | None] = [None] * len(requests)
         scoring = [i for i, r in enumerate(requests) if r.choices]
