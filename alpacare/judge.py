@@ -289,3 +289,40 @@ def _cancel_position_bias(rows: list[dict], tie_margin: float) -> None:
             row["preference"] = "tie" if abs(margin) <= tie_margin else (model_slot if margin > 0 else reference_slot)
             row["model_score"] = model_score(row["preference"], order)
             row["invalid"] = False
+
+
+def scoring_differences(rows: list[dict]) -> dict[tuple, int]:
+    """How the two scorings read a run's reply verdicts: (project's preference, AlpaCare's) ->
+    rows. AlpaCare's reads the first attempt, as it never re-asked; the project's is the row's
+    own (after any re-asks) when the run scored the project's way, else read from the replies."""
+    counts: dict[tuple, int] = {}
+    for row in rows:
+        if "reply" not in row or row.get("logprobs") is not None:
+            continue
+        replies = row.get("replies") or [row["reply"]]
+        project = row["preference"] if row.get("scoring", "project") == "project" else parse_reply(replies[-1])
+        pair = (project, official_preference(replies[0]))
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m alpacare.judge VERDICTS.jsonl ...: how many verdicts the two scorings read differently."""
+    import sys
+
+    from .io import read_jsonl
+
+    paths = sys.argv[1:] if argv is None else argv
+    counts: dict[tuple, int] = {}
+    for path in paths:
+        for pair, n in scoring_differences(read_jsonl(path)).items():
+            counts[pair] = counts.get(pair, 0) + n
+    total, differ = sum(counts.values()), sum(n for (p, o), n in counts.items() if p != o)
+    print(f"{total} reply verdicts in {len(paths)} file(s); {differ} read differently by the project's and AlpaCare's scoring")
+    for (project, official), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  project {project!s:>4}  alpacare {official!s:>4}  {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

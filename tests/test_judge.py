@@ -321,3 +321,16 @@ def test_alpacares_scoring_asks_nothing_again(tmp_path):
         with pytest.raises(ValueError, match="judge fake: AlpaCare's scoring re-asks nothing"):
             judge_with_fake_api(tmp_path, api, "again.jsonl", reasks=2, scoring="alpacare")
     assert all(r["invalid"] and r["scoring"] == "alpacare" and "replies" not in r for r in rows)
+
+
+def test_a_runs_verdicts_can_be_reread_under_both_scorings(tmp_path, capsys):
+    from alpacare.io import write_jsonl
+
+    rows = [{"id": 0, "order": "reference_first", "reply": "Output (b)", "preference": "b"},
+            {"id": 0, "order": "model_first", "reply": "Output (a)", "preference": "a",
+             "replies": ["Output (a) is better.", "Output (a)"]},   # re-asked: AlpaCare read the first attempt
+            {"id": 1, "order": "model_first", "reply": "It is a tie.", "preference": "tie"}]
+    assert judge_module.scoring_differences(rows) == {("b", "b"): 1, ("a", None): 1, ("tie", None): 1}
+    write_jsonl(tmp_path / "v.jsonl", rows)
+    assert judge_module.main([str(tmp_path / "v.jsonl")]) == 0
+    assert "3 reply verdicts in 1 file(s); 2 read differently" in capsys.readouterr().out
