@@ -12,6 +12,10 @@ Output tokens: `max_tokens` per call (an upper bound) and, where the cache has r
 same model and max_tokens, their mean ("expected"). Calls the cache answers are free.
 Tokens are counted with tiktoken for OpenAI models when its encoding files are available,
 else estimated at 4 characters a token; the `tokens` column says which.
+
+A second table lists the GPU time each planned training and generation job asks SLURM for
+(alpacare.cluster's requests: GPUs x the runtime limit of a first attempt), so the bill covers
+the cluster too. Each stage adds its rows through `add` (API) or `add_gpu` (cluster).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import hashlib
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +35,18 @@ from .io import read_jsonl, read_records
 from .ledger import cost_usd
 from .llm import Request, make_provider
 from .llm.cache import Cache, cache_key, legacy_cache_key, locations
-from .published import PublishedError
+from .published import PublishedError, fetch
 from .testsets import normalize_testset
+
+# Published test sets whose rows the forecast knows without downloading them (offline): the row
+# count and the mean characters of what a row asks (instruction and input as the paper configs
+# join them), measured on the pinned files (AlpacaFarm's on the same 805 instructions in
+# AlpaCare's released alpaca_eval outputs).
+PINNED_TESTSETS = {
+    "alpacare:data/MedInstruct-test.jsonl": (216, 159),
+    "alpacare:data/reference_outputs/gpt-4/iCliniq_output.jsonl": (1000, 591),
+    "alpaca_eval:results/text_davinci_003/model_outputs.json": (805, 165),
+}
 
 CHAT_OVERHEAD = (4, 3)  # tokens per message, and to prime the reply (OpenAI's chat format)
 
@@ -77,11 +92,23 @@ class Row:
     inputs: str = "exact"
 
 
+@dataclass
+class GpuRow:
+    """One planned cluster job: what it asks SLURM for on its first attempt."""
+    stage: str
+    job: str
+    gpus: int
+    hours: float
+    gpu_hours: float
+
+
 class Forecast:
     def __init__(self, config: dict, root: Path, testset_files: dict[str, str]):
         self.config, self.root, self.testset_files = config, root, testset_files
         self.rows: dict[tuple[str, str], Row] = {}
+        self.gpu_rows: list[GpuRow] = []
         self.notes: list[str] = []
+        self._testsets: dict[str, tuple[list[dict] | None, str]] = {}
         cache = config["llm"].get("cache")
         self.cache = Cache(root / cache) if cache and any(p.exists() for p in locations(root / cache)) else None
         self._history: dict[tuple, float] | None = None
@@ -147,16 +174,43 @@ class Forecast:
             row.cost_expected_usd += cost_usd(price, tokens_in, out_expected)
 
     def testset_rows(self, name: str) -> list[dict] | None:
+        return self.testset(name)[0]
+
+    def testset(self, name: str) -> tuple[list[dict] | None, str]:
+        """(rows, how they were known: 'exact' or an estimate), once per test set."""
+        if name not in self._testsets:
+            self._testsets[name] = self._load_testset(name)
+        return self._testsets[name]
+
+    def _load_testset(self, name: str) -> tuple[list[dict] | None, str]:
         spec = self.config["testsets"][name]
         normalized = self.root / f"results/testsets/{name}.jsonl"
         if normalized.exists():
-            return read_jsonl(normalized)
+            return read_jsonl(normalized), "exact"
+        how = {k: spec[k] for k in ("fields", "instruction", "match") if k in spec}
         path = self.testset_files.get(name) or spec.get("path")
         if path:
-            return normalize_testset(read_records(self.root / path), path, spec.get("limit"))
-        self.notes.append(f"test set {name!r} is not downloaded yet (a URL): its calls are not counted; "
-                          f"pass --testset-file {name}=PATH or run `snakemake results/testsets/{name}.jsonl` first")
-        return None
+            return normalize_testset(read_records(self.root / path), path, spec.get("limit"), **how), "exact"
+        url = spec.get("url")
+        if url:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    fetch(url, Path(tmp) / "rows")   # checked against its pin, as the testset job checks it
+                    return normalize_testset(read_records(Path(tmp) / "rows"), url, spec.get("limit"), **how), "exact"
+            except (PublishedError, OSError, ValueError) as err:
+                if url in PINNED_TESTSETS:
+                    count, chars = PINNED_TESTSETS[url]
+                    count = min(count, spec.get("limit") or count)
+                    self.notes.append(f"test set {name!r} could not be fetched ({err}): its pinned size stands in "
+                                      f"({count} rows of {chars} characters on average)")
+                    rows = [{"id": n, "instruction": "x" * chars, "input": ""} for n in range(count)]
+                    return rows, "estimate: test set rows from its pinned size"
+                reason = f"could not be fetched ({err})"
+        else:
+            reason = "is a hub dataset"
+        self.notes.append(f"test set {name!r} {reason}: its calls are not counted; pass --testset-file "
+                          f"{name}=PATH or run `snakemake results/testsets/{name}.jsonl` first")
+        return None, ""
 
     def model_id(self, llm: str) -> str:
         spec = self.config["llms"][llm]
@@ -217,13 +271,13 @@ class Forecast:
             if "llm" not in spec or testset in spec.get("import", {}) \
                     or not self.missing(f"results/outputs/{generator}/{testset}.json"):
                 continue
-            rows = self.testset_rows(testset)
+            rows, known = self.testset(testset)
             if rows is None:
                 continue
             model = self.model_id(spec["llm"])
             requests = [Request.chat(model, data.user_message(t["instruction"], t["input"]), max_tokens=max_new)
                         for t in rows]
-            self.add("generate", spec["llm"], requests)
+            self.add("generate", spec["llm"], requests, inputs=known, check_cache=known == "exact")
 
     def judge(self) -> None:
         max_new = self.config["generation"]["max_new_tokens"]
@@ -240,7 +294,7 @@ class Forecast:
                                               max_tokens=spec["max_tokens"])
                 self.add("judge", llm, [r for _, r in tagged])
                 continue
-            rows = self.testset_rows(testset)
+            rows, known = self.testset(testset)
             if rows is None:
                 continue
             # outputs not generated yet: the prompt with empty outputs, plus two outputs of
@@ -249,8 +303,39 @@ class Forecast:
                            for t in rows]
             tagged = judge.build_requests(placeholder, placeholder, judge_model=judge_model, method=spec["method"],
                                           max_tokens=spec["max_tokens"])
-            self.add("judge", llm, [r for _, r in tagged], extra_input=2 * max_new,
-                     inputs=f"bound: outputs of {max_new} tokens", check_cache=False)
+            bound = f"bound: outputs of {max_new} tokens" + ("" if known == "exact" else f"; {known.split(': ', 1)[1]}")
+            self.add("judge", llm, [r for _, r in tagged], extra_input=2 * max_new, inputs=bound, check_cache=False)
+
+    def add_gpu(self, stage: str, job: str, resources: dict) -> None:
+        hours = resources["runtime"] / 60
+        self.gpu_rows.append(GpuRow(stage, job, resources["gpu"], round(hours, 2), round(hours * resources["gpu"], 2)))
+
+    def cluster_jobs(self) -> None:
+        """Every planned training and local generation job (outputs to judge, USMLE answers):
+        the GPUs and hours alpacare.cluster asks SLURM for."""
+        from . import cluster
+        from .usmle.plan import generators_by_method
+
+        for model in self.config["models"]:
+            if self.missing(f"results/checkpoints/{model}") and self.trains(model):
+                self.add_gpu("finetune", model, cluster.finetune_resources(self.config, model))
+        jobs = [("generate", g, t, f"results/outputs/{g}/{t}.json") for g, t in compared_outputs(self.config)]
+        for method, generators in generators_by_method(self.config).items():
+            jobs += [(f"usmle_{method}", g, "usmle", f"results/usmle/{method}/{g}.jsonl") for g in generators]
+        for stage, generator, testset, artifact in jobs:
+            spec = self.config["generators"][generator]
+            backbone = cluster.generator_backbone(self.config, generator)
+            if testset in spec.get("import", {}) or backbone is None or not self.missing(artifact):
+                continue
+            self.add_gpu(stage, f"{generator} / {testset}", cluster.job_resources(self.config, "generate", backbone))
+
+    def trains(self, model: str) -> bool:
+        """Whether a model is trained for a planned job: it answers a judged cell or the USMLE."""
+        from .usmle.plan import generators_by_method
+
+        wanted = {g for g, _ in compared_outputs(self.config)}
+        wanted |= {g for gs in generators_by_method(self.config).values() for g in gs}
+        return any(self.config["generators"][g].get("model") == model for g in wanted)
 
     def judge_validation(self) -> None:
         """Each validated judge on the people's pairs, both orders (README: Judges against people):
@@ -297,6 +382,7 @@ class Forecast:
         self.generate()
         self.judge()
         self.judge_validation()
+        self.cluster_jobs()
         return list(self.rows.values())
 
 
@@ -316,6 +402,22 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+GPU_COLUMNS = ("stage", "jobs", "gpus", "hours", "gpu_hours")
+
+
+def gpu_table(rows: list[GpuRow]) -> str:
+    """The cluster's bill, a row per stage: jobs, GPUs per job (the range), hours asked per job
+    (the range) and GPU-hours in all (first attempts; a retry asks for more)."""
+    lines = ["| " + " | ".join(GPU_COLUMNS) + " |", "|" + "---|" * len(GPU_COLUMNS)]
+    spread = lambda values: f"{min(values):g}" if min(values) == max(values) else f"{min(values):g}-{max(values):g}"  # noqa: E731
+    for stage in dict.fromkeys(r.stage for r in rows):
+        group = [r for r in rows if r.stage == stage]
+        lines.append(f"| {stage} | {len(group)} | {spread([r.gpus for r in group])} | {spread([r.hours for r in group])} | "
+                     f"{sum(r.gpu_hours for r in group):,.1f} |")
+    lines.append(f"| total | {len(rows)} |  |  | {sum(r.gpu_hours for r in rows):,.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alpacare.forecast", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", default="config.yaml")
@@ -330,9 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     forecast = Forecast(config, root, files)
     rows = forecast.run()
     if args.json:
-        print(json.dumps([r.__dict__ for r in rows], indent=1))
+        print(json.dumps({"api": [r.__dict__ for r in rows], "gpu": [r.__dict__ for r in forecast.gpu_rows]}, indent=1))
     else:
         sys.stdout.write(table(rows))
+        if forecast.gpu_rows:
+            sys.stdout.write("\nGPU time the planned cluster jobs ask SLURM for (first attempts):\n\n")
+            sys.stdout.write(gpu_table(forecast.gpu_rows))
     for note in dict.fromkeys(forecast.notes):   # once each, though every cell of a test set met it
         print(f"note: {note}", file=sys.stderr)
     return 0

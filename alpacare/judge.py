@@ -6,7 +6,8 @@ intervals, position bias) lives in alpacare.winrates, so a report-only edit reru
 
 Verdict rows (results/verdicts/.../{model}.jsonl): one per (item, order) with `reply` (the last
 reply), `replies` (every attempt, when re-asked), `preference` ('a', 'b', 'tie' or null),
-`model_score` (1, 0.5, 0 or null), `invalid` (no verdict after the re-asks, or a failed call),
+`model_score` (1, 0.5, 0 or null), `invalid` (no verdict after the re-asks, or a failed call), `scoring` (how the reply was read:
+`project`, parse_reply, or `alpacare`, AlpaCare's exact rule, official_preference),
 `judge_model` (the model the API named in its reply: the snapshot that judged; null for local
 judges), `cache_keys` (the cache entry of each attempt, so a replay bundle can carry exactly the
 replies a table used), and for log-prob judges `logprobs`, `model_margin` (averaged over both
@@ -140,6 +141,37 @@ def parse_reply(reply: str, candidates: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+# AlpaCare's evaluation/evaulation.py replaces "Output (a)"/"Output (b)" with the two generators' names and
+# strips every character that is not an ASCII letter or digit; these stand in for the names (letters only,
+# no "Tie" in them), so a reply counts exactly when AlpaCare's would
+_SLOT_NAMES = {"a": "ZQslotAQZ", "b": "ZQslotBQZ"}
+SCORINGS = ("project", "alpacare")
+
+
+def official_preference(reply: str) -> str | None:
+    """'a', 'b', 'tie' or None as AlpaCare's scorer (evaluation/evaulation.py) reads a reply:
+    after "Output (a)"/"Output (b)" are replaced by names and everything but ASCII letters and
+    digits is removed, the reply must be exactly one name ("Output (b)." and "**Output (a)**"
+    count, "Output (a) is better" and "output (a)" do not); otherwise a reply that contains
+    "Tie" (case-sensitive, anywhere) is a tie; anything else is no verdict (dropped, never
+    re-asked)."""
+    text = reply.strip().replace("Output (a)", _SLOT_NAMES["a"]).replace("Output (b)", _SLOT_NAMES["b"])
+    text = re.sub(r"[^a-zA-Z0-9]", "", text)
+    for letter, name in _SLOT_NAMES.items():
+        if text == name:
+            return letter
+    return "tie" if "Tie" in text else None
+
+
+def read_reply(reply: str, candidates: tuple[str, ...] = (), scoring: str = "project") -> str | None:
+    """A reply's verdict under a scoring rule: the project's (parse_reply) or AlpaCare's (official_preference)."""
+    if scoring == "alpacare":
+        return official_preference(reply)
+    if scoring != "project":
+        raise ValueError(f"unknown scoring {scoring!r} (known: {', '.join(SCORINGS)})")
+    return parse_reply(reply, candidates)
+
+
 def _quoted(reply: str, start: int, end: int, candidates: tuple[str, ...]) -> bool:
     """Whether the verdict phrase and some text around it appear verbatim in a candidate
     (a bare 'Output (a)' is the judge's own words, even if a candidate also says it)."""
@@ -202,10 +234,11 @@ def reask(request: Request, reply: str, prompt: dict) -> Request:
 
 
 def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict | None = None,
-             keys: dict | None = None) -> list[dict]:
+             keys: dict | None = None, scoring: str = "project") -> list[dict]:
     """Verdict rows from [((item id, order), [response of each attempt])]; a bare Response is
     one attempt. candidates: (item id, order) -> (output a, output b), for parse_reply;
-    keys: (item id, order) -> the cache key of each attempt, kept in the row."""
+    keys: (item id, order) -> the cache key of each attempt, kept in the row; scoring: how a
+    reply is read (read_reply)."""
     rows = []
     for (item_id, order), attempts in tagged_attempts:
         attempts = attempts if isinstance(attempts, list) else [attempts]
@@ -215,10 +248,12 @@ def verdicts(tagged_attempts, method: str, tie_margin: float, candidates: dict |
         elif method == "logprob":
             preference = preference_from_logprobs(response.choice_logprobs, tie_margin)
         else:
-            preference = parse_reply(response.text, (candidates or {}).get((item_id, order), ()))
+            preference = read_reply(response.text, (candidates or {}).get((item_id, order), ()), scoring)
         row = {"id": item_id, "order": order, "reply": response.text, "preference": preference,
                "model_score": model_score(preference, order), "invalid": preference is None,
                "judge_model": response.model}
+        if method == "reply":
+            row["scoring"] = scoring
         if len(attempts) > 1:
             row["replies"] = [r.text for r in attempts]
         if keys is not None:
@@ -254,3 +289,40 @@ def _cancel_position_bias(rows: list[dict], tie_margin: float) -> None:
             row["preference"] = "tie" if abs(margin) <= tie_margin else (model_slot if margin > 0 else reference_slot)
             row["model_score"] = model_score(row["preference"], order)
             row["invalid"] = False
+
+
+def scoring_differences(rows: list[dict]) -> dict[tuple, int]:
+    """How the two scorings read a run's reply verdicts: (project's preference, AlpaCare's) ->
+    rows. AlpaCare's reads the first attempt, as it never re-asked; the project's is the row's
+    own (after any re-asks) when the run scored the project's way, else read from the replies."""
+    counts: dict[tuple, int] = {}
+    for row in rows:
+        if "reply" not in row or row.get("logprobs") is not None:
+            continue
+        replies = row.get("replies") or [row["reply"]]
+        project = row["preference"] if row.get("scoring", "project") == "project" else parse_reply(replies[-1])
+        pair = (project, official_preference(replies[0]))
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m alpacare.judge VERDICTS.jsonl ...: how many verdicts the two scorings read differently."""
+    import sys
+
+    from .io import read_jsonl
+
+    paths = sys.argv[1:] if argv is None else argv
+    counts: dict[tuple, int] = {}
+    for path in paths:
+        for pair, n in scoring_differences(read_jsonl(path)).items():
+            counts[pair] = counts.get(pair, 0) + n
+    total, differ = sum(counts.values()), sum(n for (p, o), n in counts.items() if p != o)
+    print(f"{total} reply verdicts in {len(paths)} file(s); {differ} read differently by the project's and AlpaCare's scoring")
+    for (project, official), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  project {project!s:>4}  alpacare {official!s:>4}  {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,14 +48,30 @@ def weight_patterns(files: list[str]) -> list[str]:
     return [*_MODEL_FILES, "pytorch_model*.bin", "adapter_model.bin"]
 
 
-def download_hf(repo_id: str, revision: str | None, out_dir: str | Path) -> None:
+UNPINNED = "UNPINNED"  # a revision that begins so is a placeholder: the backbone's job stops, saying why
+
+
+def download_hf(repo_id: str, revision: str | None, out_dir: str | Path, subfolder: str | None = None) -> None:
+    """A hub model at `revision`; with `subfolder`, only the files under it (zl111/ChatDoctor
+    keeps its model in result/), moved to the top of out_dir."""
     from huggingface_hub import list_repo_files, snapshot_download
 
+    if revision and revision.startswith(UNPINNED):
+        raise ValueError(f"{repo_id}: no pinned revision, so nothing is downloaded: {revision}")
     tmp = Path(str(out_dir) + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    patterns = weight_patterns(list_repo_files(repo_id, revision=revision))
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    files = [f[len(prefix):] for f in list_repo_files(repo_id, revision=revision) if f.startswith(prefix)]
+    if not files:
+        raise FileNotFoundError(f"{repo_id}@{revision}: no files under {prefix!r}")
+    patterns = [prefix + p for p in weight_patterns(files)]
     snapshot_download(repo_id, revision=revision, local_dir=tmp, allow_patterns=patterns)
     shutil.rmtree(tmp / ".cache", ignore_errors=True)   # huggingface_hub's download metadata, not the model
+    if prefix:
+        inner = tmp / prefix
+        for f in inner.iterdir():
+            f.rename(tmp / f.name)
+        inner.rmdir()
     modern_llama_names(tmp)
     tmp.rename(out_dir)
 
@@ -116,4 +132,4 @@ def prepare_backbone(spec: dict, out_dir: str | Path) -> None:
         merge_adapter(parts / "base", parts / "adapter", out_dir)
         shutil.rmtree(parts)
     else:
-        download_hf(spec["hf"], spec.get("revision"), out_dir)
+        download_hf(spec["hf"], spec.get("revision"), out_dir, spec.get("subfolder"))

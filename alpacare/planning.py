@@ -28,6 +28,28 @@ def public(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if k in ("provider", "model", "backbone", "base_url")}
 
 
+# The protocol: the project's (default) or AlpaCare's own scripts where the paper's numbers depend on them
+
+PROTOCOLS = ("project", "alpacare")
+# AlpaCare's test_generation/generation.py: transformers' max_length (prompt and output), its default
+ALPACARE_MAX_LENGTH = 1024
+# AlpaCare's training/train_alpaca.py (Stanford Alpaca's): added where the tokenizer has no pad token
+ALPACARE_PAD_TOKEN = "[PAD]"
+
+
+def protocol(config: dict) -> str:
+    return config.get("protocol", "project")
+
+
+def training_protocol(config: dict, model: str) -> dict:
+    """What the protocol adds to a model's training settings: under AlpaCare's, a [PAD] token
+    and resized embeddings for a full fine-tune (train_alpaca.py's recipe; a LoRA adapter keeps
+    the backbone's vocabulary, so LoRA models are the same under both protocols)."""
+    if protocol(config) == "alpacare" and config["models"][model].get("method", "full") == "full":
+        return {"pad_token": ALPACARE_PAD_TOKEN}
+    return {}
+
+
 # Self-instruct
 
 
@@ -76,7 +98,23 @@ def generator_plan(config: dict, name: str, testset: str) -> tuple[str, dict, di
     local = {"provider": "local"}
     if config["generation"]["backend"] != "transformers":
         local["backend"] = config["generation"]["backend"]
-    return spec.get("template", "alpaca"), {"model": model_dir}, {"spec": local}, llm_code
+    kind = spec.get("template", "alpaca")
+    plan = {"spec": local}
+    if kind == "alpaca" and protocol(config) == "alpacare":
+        plan["protocol"] = "alpacare"  # only here, so switching the protocol reruns only these jobs
+    return kind, {"model": model_dir}, plan, llm_code
+
+
+def generation_lengths(config: dict, generator: str, testset: str) -> tuple[int | None, int | None]:
+    """(max_new_tokens, max_length) of a generator's job: none for imported outputs; max_length
+    for local models in the Alpaca template only; under AlpaCare's protocol those generate
+    as its generation.py did, to max_length 1024 with no cap of new tokens of their own."""
+    kind, _, plan, _ = generator_plan(config, generator, testset)
+    if kind == "import":
+        return None, None
+    if plan.get("protocol") == "alpacare":
+        return None, ALPACARE_MAX_LENGTH
+    return config["generation"]["max_new_tokens"], config["generation"].get("max_length") if kind == "alpaca" else None
 
 
 def import_pin(config: dict, name: str, testset: str) -> dict:
@@ -108,10 +146,16 @@ def judge_official_pins(config: dict, name: str) -> dict:
 
 def judge_settings(config: dict, name: str) -> dict:
     """Exactly what changes a judge's verdicts (a reply judge's tie margin and a log-prob
-    judge's re-asks change nothing, so editing them reruns nothing)."""
+    judge's re-asks change nothing, so editing them reruns nothing); under AlpaCare's protocol
+    a reply judge scores by AlpaCare's rule and re-asks nothing (a log-prob judge, which
+    AlpaCare did not have, is the same under both)."""
     spec = config["judges"][name]
     keep = ("method", "max_tokens", "reasks") if spec["method"] == "reply" else ("method", "tie_margin")
-    return {k: spec[k] for k in keep}
+    settings = {k: spec[k] for k in keep}
+    if spec["method"] == "reply" and protocol(config) == "alpacare":
+        # AlpaCare's evaluation/evaulation.py: its exact rule, and nothing asked again
+        settings.update(reasks=0, scoring="alpacare")
+    return settings
 
 
 # Results

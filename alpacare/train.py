@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import hardware
-from .template import alpaca_prompt, encode_continuation, encode_prompt
+from .template import add_pad_token, alpaca_prompt, encode_continuation, encode_prompt
 
 log = logging.getLogger("alpacare")
 
@@ -449,6 +449,8 @@ def run(run: dict, extra_callbacks=()) -> dict | None:
     set_seed(hp["seed"])
     model = load_for_training(run["backbone"], hp["method"], hp.get("lora"), rt["gradient_checkpointing"],
                               hardware.DTYPES[rt["precision"]], empty=fsdp_active(run) and args.process_index != 0)
+    if hp.get("pad_token"):  # AlpaCare's protocol: train_alpaca.py's [PAD] token and resized embeddings
+        add_pad_token(tokenizer, model, hp["pad_token"])
     trainer = Trainer(model=model, args=args, train_dataset=Examples(examples, order, pad_id(tokenizer)),
                       data_collator=collator(tokenizer, rt["padding_free"]),
                       callbacks=[*callbacks(run, steps_per_epoch), *extra_callbacks])

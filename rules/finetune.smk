@@ -29,6 +29,10 @@ rule finetune:
         # settings (GPUs, per-device batch, sharding...) are read from config by the script,
         # since they change how the global batch is reached, not what is learnt
         parts=lambda w: [{k: d.get(k) for k in ("dataset", "max", "seed")} for d in config["models"][w.model]["data"]],
-        hp=lambda w: split_settings(config["models"][w.model], config["run_seed"])[0],
+        # (and under AlpaCare's protocol its [PAD] token: planning.training_protocol)
+        hp=lambda w: {
+            **split_settings(config["models"][w.model], config["run_seed"])[0],
+            **planning.training_protocol(config, w.model),
+        },
     script:
         "../scripts/finetune.py"

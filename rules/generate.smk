@@ -26,17 +26,10 @@ rule generate:
         kind=lambda w: planning.generator_plan(config, w.generator, w.testset)[0],
         plan=lambda w: planning.generator_plan(config, w.generator, w.testset)[2],
         pin=lambda w: planning.import_pin(config, w.generator, w.testset),
-        max_new_tokens=lambda w: (
-            None
-            if planning.generator_plan(config, w.generator, w.testset)[0] == "import"
-            else config["generation"]["max_new_tokens"]
-        ),
-        # prompt + output, for local models in the Alpaca template (chat and API models: max_new_tokens only)
-        max_length=lambda w: (
-            config["generation"].get("max_length")
-            if planning.generator_plan(config, w.generator, w.testset)[0] == "alpaca"
-            else None
-        ),
+        # max_length: prompt + output, for local models in the Alpaca template (chat and API models: max_new_tokens
+        # only); under AlpaCare's protocol its own lengths (planning.generation_lengths)
+        max_new_tokens=lambda w: planning.generation_lengths(config, w.generator, w.testset)[0],
+        max_length=lambda w: planning.generation_lengths(config, w.generator, w.testset)[1],
     script:
         "../scripts/generate.py"
 

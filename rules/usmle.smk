@@ -32,7 +32,7 @@ if USMLE_PLAN:
             "../scripts/usmle_questions.py"
 
     rule usmle_generation:
-        """A local model's answers to the USMLE questions, read from its greedy reply."""
+        """A local model's answers to the USMLE questions, read from its reply (greedy, or medAlpaca's sampling)."""
         input:
             unpack(
                 lambda w: {
@@ -59,12 +59,13 @@ if USMLE_PLAN:
             kind=lambda w: generator_kind(config, w.generator),
             spec=lambda w: planning.usmle_model(config, w.generator)[1],
             max_new_tokens=lambda w: planning.usmle_setting(USMLE, "generation", "max_new_tokens"),
+            decoding=lambda w: planning.usmle_setting(USMLE, "generation", "decoding") or "greedy",
         script:
             "../scripts/usmle_generation.py"
 
     # API models answer on the submit host (it has the internet): the same rule, run locally
     use rule usmle_generation as usmle_generation_api with:
-        """An API model's answers to the USMLE questions, read from its greedy reply (on the submit host)."""
+        """An API model's answers to the USMLE questions, read from its reply (on the submit host)."""
         wildcard_constraints:
             generator=names_running("generators", local_model=False, among=USMLE_PLAN.get("generation", [])),
         localrule: True

@@ -97,3 +97,56 @@ def test_cli_prints_the_table(project, capsys):
     out = capsys.readouterr().out
     assert out.startswith("| stage | endpoint | model | jobs | calls |")
     assert "| generate_tasks | gpt | gpt-x | 1 | 5 | 0 |" in out and "| total |" in out
+
+
+def with_published_testset(config: dict) -> dict:
+    """The project's config judging on MedInstruct-test, a published file not downloaded yet."""
+    config["testsets"]["medical-dozen"] = {"url": "alpacare:data/MedInstruct-test.jsonl", "match": "instruction"}
+    return config
+
+
+def test_a_published_test_set_is_fetched_from_its_pin_on_a_fresh_clone(project, mirror, monkeypatch):
+    base, _ = mirror
+    monkeypatch.setenv("ALPACARE_MIRROR", base)
+    config = with_published_testset(load(project))
+    forecast = Forecast(config, project, {})
+    rows = {(r.stage, r.endpoint): r for r in forecast.run()}
+    # all 216 rows, read in memory: nothing is left under results/ for Snakemake to mistake for the job's output
+    assert rows[("generate", "gpt")].calls == 216 and rows[("generate", "gpt")].inputs == "exact"
+    assert rows[("judge", "gpt")].calls == 2 * 216 * len(config["evaluation"]["models"])
+    assert not (project / "results/testsets").exists() and not forecast.notes
+
+
+def test_offline_a_published_test_set_counts_its_pinned_rows(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALPACARE_MIRROR", (tmp_path / "empty").as_uri())   # a mirror without the file: offline
+    config = with_published_testset(load(project))
+    forecast = Forecast(config, project, {})
+    rows = {(r.stage, r.endpoint): r for r in forecast.run()}
+    assert rows[("judge", "gpt")].calls == 2 * 216 * len(config["evaluation"]["models"])
+    assert "pinned size" in rows[("judge", "gpt")].inputs and "pinned size" in rows[("generate", "gpt")].inputs
+    assert any("its pinned size stands in (216 rows" in note for note in forecast.notes)
+
+
+def test_the_paper_grid_prints_every_api_stage_and_the_gpu_hours_it_asks_slurm_for(capsys, monkeypatch, tmp_path):
+    from alpacare import cluster
+    from alpacare.config import load as load_config
+    from conftest import ROOT
+
+    monkeypatch.setenv("ALPACARE_MIRROR", (tmp_path / "empty").as_uri())   # a fresh clone, offline
+    clone = copy_project(tmp_path)
+    config = load_config(ROOT / "configs/paper.yaml", ROOT)
+    forecast = Forecast(config, clone, {})
+    stages = {(r.stage, r.endpoint): r for r in forecast.run()}
+    assert set(stages) == {("generate_tasks", "gpt-4o"), ("respond", "gpt-4o-mini"), ("judge", "gpt-4o-mini"),
+                           ("judge", "claude-haiku-4-5")}
+    assert all(r.calls and r.cost_max_usd > 0 for r in stages.values())
+    trained = {r.job: r for r in forecast.gpu_rows if r.stage == "finetune"}
+    assert set(trained) == set(config["models"])
+    for model, row in trained.items():
+        asked = cluster.finetune_resources(config, model)
+        assert (row.gpus, row.gpu_hours) == (asked["gpu"], round(asked["gpu"] * asked["runtime"] / 60, 2))
+    generated = [r for r in forecast.gpu_rows if r.stage == "generate"]
+    assert generated and all(r.gpus >= 1 for r in generated)
+    assert main(["--configfile", "configs/paper.yaml", "--directory", str(clone)]) == 0
+    out = capsys.readouterr().out
+    assert "GPU time the planned cluster jobs ask SLURM for" in out and "| finetune | 9 |" in out

@@ -200,3 +200,45 @@ def test_vllm_serves_a_quantised_lora_checkpoint_as_base_plus_adapter(chat_llama
     (call,) = vllm.calls
     lora = call["lora_request"]
     assert (lora.lora_name, lora.lora_int_id, Path(lora.lora_path)) == ("adapter", 1, checkpoint / "adapter")
+
+
+# --- AlpaCare's protocol (protocol: alpacare): test_generation/generation.py -------------------------
+
+def test_alpacares_protocol_keeps_everything_after_response_with_no_stop_strings(tmp_path):
+    from fakeapi import FakeAPI
+
+    write_jsonl(tmp_path / "t.jsonl", [{"id": 7, "instruction": "Define sepsis.", "input": "", "match": "Define sepsis."}])
+    with FakeAPI() as api:  # echoes the prompt: a model that runs on into the template's own blocks
+        generate_outputs(tmp_path / "t.jsonl", tmp_path / "out.json", generator="g", kind="alpaca",
+                         spec={"provider": "openai", "model": "m", "base_url": api.openai_url, "keyless": True},
+                         settings={"cache": str(tmp_path / "cache.sqlite")}, max_new_tokens=60, protocol="alpacare")
+        body = api.requests[-1]["body"]
+    assert body["temperature"] == 0 and not body.get("stop")
+    [record] = read_json(tmp_path / "out.json")
+    # the echoed prompt runs through "### Instruction:" up to its own "Response:", where AlpaCare's split ends
+    assert record["output"].startswith("echo: Below is an instruction") and "### Instruction:\nDefine sepsis." in record["output"]
+    assert record["output"].endswith("\n\n### ") and record["protocol"] == "alpacare"
+
+
+def test_alpacare_response_is_generation_pys_split():
+    from alpacare.stages.generate import alpacare_response
+    from alpacare.template import alpaca_prompt
+
+    prompt = alpaca_prompt("Define sepsis.")
+    run_on = " A dysregulated response to infection.\n\n### Instruction:\nDefine shock.\n\n### Input:\nA"
+    assert alpacare_response(prompt, run_on) == run_on  # kept whole: no stop strings, nothing stripped
+    assert alpacare_response(prompt, "Yes.\n### Response:\nMore.") == "Yes.\n### "
+    # an instruction that itself says "Response:" yields a piece of the prompt, as generation.py's split did
+    assert alpacare_response(alpaca_prompt("Rate the Response: fine?"), " Good.").startswith(" fine?")
+
+
+def test_alpacares_protocol_generates_to_max_length_alone(tmp_path):
+    from alpacare.stages.generate import new_token_limits
+    from alpacare.template import alpaca_prompt, encode_prompt
+    from tiny_llama import build_sp_tokenizer
+
+    tokenizer = build_sp_tokenizer(tmp_path / "sp")
+    prompt = alpaca_prompt("Name two symptoms of influenza.")
+    assert new_token_limits(tokenizer, [prompt], None, 1024) == [1024 - len(encode_prompt(tokenizer, prompt))]
+    with pytest.raises(ValueError, match="needs max_new_tokens or max_length"):
+        new_token_limits(tokenizer, [prompt], None, None)

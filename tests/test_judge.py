@@ -278,3 +278,59 @@ def test_an_altered_official_prompt_is_refused(official, tmp_path):
             judge_module.official_prompt("openai")
     finally:
         served.write_bytes(original)
+
+
+# --- AlpaCare's scoring (protocol: alpacare): evaluation/evaulation.py's exact rule -----------------
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Output (a)", "a"), ("Output (b)", "b"), ("  Output (b).\n", "b"), ("**Output (a)**", "a"), ('"Output (b)"', "b"),
+    ("Tie", "tie"), ("Tie.", "tie"), ("Tie: both are fine", "tie"), ("Output (a) and Output (b) Tie", "tie"),
+    # what the project's reading counts and AlpaCare's drops
+    ("Output (a) is better.", None), ("Output (a)\n\nIt answers the question.", None), ("output (a)", None),
+    ("Output(a)", None), ("Output a", None), ("(a)", None), ("It is a tie.", None), ("Output: (b)", None),
+    # and the one it reads the other way: a denied tie is still "Tie" to AlpaCare's substring test
+    ("It is not a Tie: Output (a) is better.", "tie"),
+])
+def test_alpacares_scoring_counts_only_an_exact_output_or_a_tie(reply, expected):
+    assert judge_module.official_preference(reply) == expected
+    assert judge_module.read_reply(reply, scoring="alpacare") == expected
+
+
+def test_the_two_scorings_read_the_same_replies_differently():
+    tagged = [((0, "reference_first"), Response(text="Output (b) is better: it answers the question.")),
+              ((0, "model_first"), Response(text="Output (a)")),
+              ((1, "reference_first"), Response(text="It is a tie.")),
+              ((1, "model_first"), Response(text="Tie"))]
+    project = verdicts(tagged, "reply", tie_margin=0.0)
+    official = verdicts(tagged, "reply", tie_margin=0.0, scoring="alpacare")
+    assert [r["preference"] for r in project] == ["b", "a", "tie", "tie"]
+    assert [r["preference"] for r in official] == [None, "a", None, "tie"]
+    assert {r["scoring"] for r in project} == {"project"} and {r["scoring"] for r in official} == {"alpacare"}
+    # an item counts only when both orders gave a verdict: AlpaCare's rule leaves neither item in
+    assert summarize(project)["win_rate"] == 75.0 and summarize(official)["invalid"] == 2
+    with pytest.raises(ValueError, match="unknown scoring 'exact'"):
+        judge_module.read_reply("Output (a)", scoring="exact")
+
+
+def test_alpacares_scoring_asks_nothing_again(tmp_path):
+    from fakeapi import FakeAPI
+
+    with FakeAPI() as api:  # echoes the prompt: no verdict in it
+        rows = judge_with_fake_api(tmp_path, api, reasks=0, scoring="alpacare")
+        assert len(api.requests) == 4
+        with pytest.raises(ValueError, match="judge fake: AlpaCare's scoring re-asks nothing"):
+            judge_with_fake_api(tmp_path, api, "again.jsonl", reasks=2, scoring="alpacare")
+    assert all(r["invalid"] and r["scoring"] == "alpacare" and "replies" not in r for r in rows)
+
+
+def test_a_runs_verdicts_can_be_reread_under_both_scorings(tmp_path, capsys):
+    from alpacare.io import write_jsonl
+
+    rows = [{"id": 0, "order": "reference_first", "reply": "Output (b)", "preference": "b"},
+            {"id": 0, "order": "model_first", "reply": "Output (a)", "preference": "a",
+             "replies": ["Output (a) is better.", "Output (a)"]},   # re-asked: AlpaCare read the first attempt
+            {"id": 1, "order": "model_first", "reply": "It is a tie.", "preference": "tie"}]
+    assert judge_module.scoring_differences(rows) == {("b", "b"): 1, ("a", None): 1, ("tie", None): 1}
+    write_jsonl(tmp_path / "v.jsonl", rows)
+    assert judge_module.main([str(tmp_path / "v.jsonl")]) == 0
+    assert "3 reply verdicts in 1 file(s); 2 read differently" in capsys.readouterr().out

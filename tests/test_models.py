@@ -2,6 +2,7 @@
 (Baize-Healthcare) merged into its base with peft, on a tiny real Llama."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,46 @@ def test_legacy_llama_class_names_are_modernised(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert json.loads((tmp_path / "tokenizer_config.json").read_text()) == {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>"}
     assert models.modern_llama_names(tmp_path) == []   # already modern: nothing rewritten
+
+
+def test_a_model_kept_in_a_subfolder_is_fetched_from_it(tmp_path, monkeypatch):
+    """zl111/ChatDoctor keeps its model in result/: only those files are fetched, and they land at the
+    top of the backbone directory, which then loads as an ordinary model (hub served from a folder)."""
+    from transformers import AutoModelForCausalLM
+
+    repo = tmp_path / "repo"
+    build_tiny_llama(repo / "result")
+    (repo / "README.md").write_text("not a model file")
+    (repo / "other").mkdir()
+    (repo / "other" / "pytorch_model.bin").write_bytes(b"not these weights")
+    asked = []
+
+    def list_repo_files(repo_id, revision=None):
+        return sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
+
+    def snapshot_download(repo_id, revision=None, local_dir=None, allow_patterns=()):
+        import fnmatch
+
+        asked.extend(allow_patterns)
+        for name in list_repo_files(repo_id):
+            if any(fnmatch.fnmatch(name, p) for p in allow_patterns):
+                (Path(local_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(repo / name, Path(local_dir) / name)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    out = tmp_path / "chatdoctor"
+    models.prepare_backbone({"hf": "zl111/ChatDoctor", "subfolder": "result", "revision": "c" * 40}, out)
+    assert asked and all(p.startswith("result/") for p in asked)
+    assert (out / "config.json").exists() and not (out / "result").exists() and not (out / "other").exists()
+    AutoModelForCausalLM.from_pretrained(out)
+
+
+def test_an_unpinned_placeholder_stops_the_backbone_before_any_download(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda *a, **k: pytest.fail("the hub was asked"))
+    with pytest.raises(ValueError, match="zl111/ChatDoctor: no pinned revision, so nothing is downloaded: UNPINNED: pin"):
+        models.prepare_backbone({"hf": "zl111/ChatDoctor", "revision": "UNPINNED: pin a 40-hex commit"}, tmp_path / "m")

@@ -44,7 +44,11 @@ def test_an_api_llm_needs_no_input_and_its_secrets_stay_out_of_params():
 
 def test_judge_settings_hold_only_what_changes_a_verdict(default, paper):
     assert planning.judge_settings(default, "smollm2-logprob") == {"method": "logprob", "tie_margin": 0.0}
-    assert planning.judge_settings(paper, "gpt-3.5-turbo") == {"method": "reply", "max_tokens": 100, "reasks": 2}
+    project = {**paper, "protocol": "project"}
+    assert planning.judge_settings(project, "gpt-3.5-turbo") == {"method": "reply", "max_tokens": 100, "reasks": 2}
+    # paper.yaml's own protocol (AlpaCare's): its exact rule, nothing re-asked
+    assert planning.judge_settings(paper, "gpt-3.5-turbo") == {"method": "reply", "max_tokens": 100, "reasks": 0,
+                                                               "scoring": "alpacare"}
     assert planning.judge_prompt_file(default, "smollm2-logprob") == {"prompt": "prompts/judge/pairwise.yaml"}
     # AlpaCare's own prompt is downloaded by the job: no input file, its pins are params
     assert planning.judge_prompt_file(paper, "gpt-3.5-turbo") == {}

@@ -109,6 +109,17 @@ def test_changing_one_judges_settings_reruns_exactly_its_verdicts_and_the_report
     assert sorted(planned(project, env, changed)["judge_api"]) == sorted(jobs["judge_api"])
 
 
+def test_switching_to_alpacares_protocol_rereads_the_reply_judges_verdicts_and_nothing_else(built):
+    """Imported outputs stay; both reply judges' verdicts rerun (AlpaCare's scoring, no re-asks).
+    Local generation and training are in tests/test_protocol.py (their params on the paper grid)."""
+    project, env, config, _ = built
+    jobs = planned(project, env, {**config, "protocol": "alpacare"})
+    assert sorted(jobs) == ["all", "judge_api", "leaderboard", "report"]
+    assert sorted(jobs["judge_api"]) == sorted(f"results/verdicts/{j}/reference/dozen/{m}.jsonl"
+                                               for j in ("a", "b") for m in ("model-1", "model-2"))
+    assert planned(project, env, {**config, "protocol": "project"}) == {}   # the default, named
+
+
 def test_adding_a_model_adds_only_its_generation_verdicts_and_the_report(built):
     project, env, config, _ = built
     changed = json.loads(json.dumps(config))

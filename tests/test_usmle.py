@@ -386,7 +386,7 @@ def test_usmle_stage_runs_end_to_end_on_the_default_config(tmp_path):
             for row, q in zip(rows, asked):
                 assert row["correct"] == (row["prediction"] == q["answer"]) and row["unanswered"] == (row["prediction"] is None)
             if method == "generation":  # each reply read once, as extract_option reads it
-                prefix = "The answer is" if generator == "smollm2-base" else ""
+                prefix = answers.load_template(ROOT / "prompts/usmle/medalpaca.yaml")["answer_prefix"] if generator == "smollm2-base" else ""
                 assert all((row["prediction"], row["how"]) == answers.extract_option(row["reply"], q["options"], prefix)
                            for row, q in zip(rows, asked))
             else:
@@ -410,3 +410,74 @@ def test_usmle_stage_runs_end_to_end_on_the_default_config(tmp_path):
     jobs = dry.split("Job stats:")[1].split("total")[0]
     assert "usmle_loglik" in jobs and "usmle_report" in jobs
     assert "usmle_generation" not in jobs and "usmle_questions" not in jobs
+
+
+# --- medAlpaca's own protocol (eval/eval_usmle.py) --------------------------------------------
+
+def test_the_medalpaca_template_asks_as_eval_usmle_did():
+    template = answers.load_template(ROOT / "prompts/usmle/medalpaca.yaml")
+    q = {"question": "A 54-year-old man has chest pain. What is the next step?", "options": {"A": "ECG", "B": "CT"}}
+    # prompt_templates/medalpaca.json's primer and markers, eval_usmle.py's instruction, input and primed output
+    assert answers.local_prompt(q, template) == (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request."
+        "\n\n### Instruction:\nAnswer this multiple choice question."
+        "\n\n### Input:\nA 54-year-old man has chest pain. What is the next step?\nA: ECG\nB: CT"
+        "\n\n### Response:\nThe Answer to the question is:")
+
+
+@pytest.mark.parametrize("reply, accepted", [
+    (" C: Aspirin and clopidogrel", True), ("B. Aspirin", True), ("A Pulmonary embolism", True), ("**D: MI**", True),
+    ("C", False), ("c: aspirin", False), ("The answer is C", False), ("", False),
+    ("(C) Aspirin", False),  # eval_usmle.py trims the "(" and its pattern refuses "C) Aspirin"
+])
+def test_medalpaca_retries_until_the_reply_begins_with_an_option(reply, accepted):
+    assert answers.medalpaca_accepts(reply) is accepted
+
+
+def test_medalpaca_seeds_come_from_the_question_and_the_try():
+    q = {"id": "s1-7", "question": "Which vitamin deficiency causes scurvy?", "options": {"A": "C", "B": "D"}}
+    moved = {**q, "id": "s2-99"}
+    assert answers.question_seed(q, 0) == answers.question_seed(moved, 0) != answers.question_seed(q, 1)
+    request = answers.generation_request(q, {"instruction": "{question}", "input": "{options}", "option": "{letter}: {text}",
+                                             "answer_prefix": "", "continuation": ""},
+                                         kind="alpaca", model="m", max_new_tokens=32, decoding="medalpaca", attempt=2)
+    assert (request.temperature, request.top_p, request.top_k, request.max_tokens) == (0.4, 0.9, 50, 128)
+    assert request.seed == answers.question_seed(q, 2)
+
+
+def test_medalpaca_decoding_samples_up_to_five_tries_and_records_them(tmp_path, monkeypatch):
+    from fakeapi import FakeAPI
+
+    from alpacare.stages.usmle import answer_by_generation
+
+    monkeypatch.chdir(tmp_path)
+    qs = [{"id": "q1", "step": "1", "question": "Which vitamin deficiency causes scurvy?",
+           "options": {"A": "Vitamin C", "B": "Vitamin D"}, "answer": "A"}]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    spec = {"provider": "openai", "model": "m", "base_url": None, "keyless": True}
+    with FakeAPI() as api:  # echoes the prompt, which never begins with an option: every try is used
+        spec["base_url"] = api.openai_url
+        answer_by_generation(tmp_path / "q.jsonl", ROOT / "prompts/usmle/medalpaca.yaml", tmp_path / "out.jsonl",
+                             generator="g", kind="alpaca", spec=spec, settings={"cache": str(tmp_path / "c.sqlite")},
+                             decoding="medalpaca")
+        bodies = [r["body"] for r in api.requests]
+    assert len(bodies) == 5 and len({b["seed"] for b in bodies}) == 5
+    assert all((b["temperature"], b["top_p"], b["top_k"], b["max_tokens"]) == (0.4, 0.9, 50, 128) for b in bodies)
+    (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert row["decoding"] == "medalpaca" and row["tries"] == 5 and len(row["replies"]) == 5
+    assert (row["prediction"], row["how"]) == answers.extract_option(row["reply"], qs[0]["options"],
+                                                                     "\nThe Answer to the question is:")
+
+
+def test_top_k_one_samples_the_greedy_token(smollm2_dir):
+    from alpacare.llm import Request, make_provider
+
+    provider = make_provider({"provider": "local"}, model_dir=smollm2_dir)
+    prompt = "The capital of France is"
+    greedy, = provider.complete_batch([Request(model=smollm2_dir, prompt=prompt, max_tokens=8)])
+    sampled, = provider.complete_batch([Request(model=smollm2_dir, prompt=prompt, max_tokens=8, temperature=1.5,
+                                                top_k=1, seed=3)])
+    assert sampled.text == greedy.text
+    # a request without top_k keeps the cache key it had before top_k existed
+    assert "top_k" not in Request(model="m", prompt="p").as_dict()

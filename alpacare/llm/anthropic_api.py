@@ -38,6 +38,8 @@ class AnthropicProvider(APIProvider):
         sampling = {"temperature": request.temperature}
         if request.top_p != 1.0:
             sampling["top_p"] = request.top_p
+        if request.top_k is not None:
+            sampling["top_k"] = request.top_k
         try:
             reply = client.messages.create(**params, extra_body=sampling)
             if reply.stop_reason == "refusal":  # the streaming classifiers' refusal: a 200 withheld

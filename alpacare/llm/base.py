@@ -60,6 +60,7 @@ class Request:
     presence_penalty: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    top_k: int | None = None  # sample from the k likeliest tokens only (local models: medAlpaca's USMLE decoding)
     fields: tuple[tuple[str, int], ...] = ()
     choices: tuple[str, ...] = ()
 
@@ -74,8 +75,10 @@ class Request:
 
     def as_dict(self) -> dict:
         """Every field, in a JSON-friendly form: the cache key is built from this."""
-        # not dataclasses.asdict: its recursive deep copy was the costliest step of a cached call
-        return {f.name: _plain(getattr(self, f.name)) for f in REQUEST_FIELDS}
+        # not dataclasses.asdict: its recursive deep copy was the costliest step of a cached call.
+        # top_k only where set, so every request made before it existed keeps its cache key
+        return {f.name: _plain(getattr(self, f.name)) for f in REQUEST_FIELDS
+                if f.name != "top_k" or self.top_k is not None}
 
 
 REQUEST_FIELDS = dataclasses.fields(Request)

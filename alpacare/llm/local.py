@@ -320,7 +320,12 @@ class _Decoder:
         penalty = torch.tensor([r.request.presence_penalty for r in rows])
         logits = logits - penalty[:, None] * seen
         temperature = torch.tensor([max(r.request.temperature, 1e-6) for r in rows])
-        probs = torch.softmax(logits / temperature[:, None], dim=-1)
+        scaled = logits / temperature[:, None]
+        for n, r in enumerate(rows):  # top-k before top-p, as transformers' generate orders them
+            if r.request.top_k and r.request.top_k < scaled.shape[-1]:
+                kth = scaled[n].topk(r.request.top_k).values[-1]
+                scaled[n] = scaled[n].masked_fill(scaled[n] < kth, float("-inf"))
+        probs = torch.softmax(scaled, dim=-1)
         top_p = torch.tensor([r.request.top_p for r in rows])
         if (top_p < 1).any():  # nucleus: keep the smallest set whose mass reaches top_p
             sorted_probs, order = probs.sort(dim=-1, descending=True)

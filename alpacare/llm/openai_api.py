@@ -34,6 +34,8 @@ class OpenAIProvider(APIProvider):
             params["stop"] = list(request.stop)
         if request.seed is not None:
             params["seed"] = request.seed
+        if request.top_k is not None:  # not in OpenAI's API; OpenAI-compatible servers (vLLM) take it in the body
+            params["top_k"] = request.top_k
         # client.post rather than .create: .create runs the SDK's recursive TypedDict transform on
         # every call, a third of our client CPU per call, and our plain str/number params need none
         try:

@@ -131,7 +131,8 @@ class VLLMProvider(Provider):
         engine = self.engine()
         prompts = [{"prompt_token_ids": prompt_ids(self.tokenizer(), r)} for r in requests]
         params = [vllm.SamplingParams(temperature=r.temperature, top_p=r.top_p, presence_penalty=r.presence_penalty,
-                                      max_tokens=r.max_tokens, stop=list(r.stop) or None, seed=r.seed)
+                                      max_tokens=r.max_tokens, stop=list(r.stop) or None, seed=r.seed,
+                                      **({"top_k": r.top_k} if r.top_k else {}))
                   for r in requests]
         results = engine.generate(prompts, params, use_tqdm=False, lora_request=self._lora)
         return [Response(text=out.outputs[0].text, finish_reason="length" if out.outputs[0].finish_reason == "length" else "stop",

@@ -248,6 +248,7 @@ def export(run: dict, state: dict, report: list[dict], out_dir: Path, seconds: f
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from ..checkpoints import BASE_MODEL_FILE
+    from ..template import add_pad_token
     from ..train import QUANTISED_BITS, TRAINED_DIR
 
     hp, method = run["hp"], run["hp"]["method"]
@@ -272,7 +273,10 @@ def export(run: dict, state: dict, report: list[dict], out_dir: Path, seconds: f
 
             base = AutoModelForCausalLM.from_pretrained(run["backbone"], dtype=dtype)
             PeftModel.from_pretrained(base, trained).merge_and_unload().save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(run["backbone"]).save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(run["backbone"])
+    if hp.get("pad_token"):  # as training saw it (AlpaCare's protocol)
+        add_pad_token(tokenizer, token=hp["pad_token"])
+    tokenizer.save_pretrained(tmp)
 
     import peft
     import transformers

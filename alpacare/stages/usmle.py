@@ -27,20 +27,41 @@ def prepare_questions(source: dict, out_questions, out_summary) -> None:
 
 
 def answer_by_generation(questions_path, template_path, out, *, generator, kind, spec, settings, model_dir=None,
-                         max_new_tokens=32) -> None:
-    """kind: 'alpaca' (a tuned model or backbone with the project's template) or 'chat'."""
+                         max_new_tokens=32, decoding="greedy") -> None:
+    """kind: 'alpaca' (a tuned model or backbone with the project's template) or 'chat'.
+    decoding: 'greedy' (one reply, read once) or 'medalpaca' (eval_usmle.py: sampled, tried
+    again while the reply does not begin with an option, up to 5 tries; the last is read)."""
     qs = read_jsonl(questions_path)
     template = answers.load_template(template_path)
     llm, model = open_llm(generator, spec, settings, model_dir)
-    requests = [answers.generation_request(q, template, kind=kind, model=model, max_new_tokens=max_new_tokens) for q in qs]
-    responses = llm.run(requests)
+    tries = answers.MEDALPACA_TRIES if decoding == "medalpaca" else 1
+    if decoding == "medalpaca":
+        log.info("medAlpaca's decoding: temperature %s, top_p %s, top_k %s, %d new tokens, up to %d tries "
+                 "(usmle max_new_tokens does not apply)", *answers.MEDALPACA_SAMPLING.values(),
+                 answers.MEDALPACA_MAX_NEW_TOKENS, tries)
+    replies: list[list] = [[] for _ in qs]
+    todo = list(range(len(qs)))
+    for attempt in range(tries):
+        requests = [answers.generation_request(qs[n], template, kind=kind, model=model, max_new_tokens=max_new_tokens,
+                                               decoding=decoding, attempt=attempt) for n in todo]
+        for n, response in zip(todo, llm.run(requests)):
+            replies[n].append(response)
+        todo = [n for n in todo if replies[n][-1].ok and not answers.medalpaca_accepts(replies[n][-1].text)]
+        if not todo:
+            break
+        if attempt + 1 < tries:
+            log.info("try %d: %d repl(ies) do not begin with an option; sampling again", attempt + 1, len(todo))
+    responses = [r[-1] for r in replies]
     prefix = template["answer_prefix"] if kind == "alpaca" else ""
     rows = []
-    for q, r in zip(qs, responses):
+    for q, r, attempts in zip(qs, responses, replies):
         letter, how = answers.extract_option(r.text, q["options"], prefix) if r.ok else (None, f"call failed: {r.error}")
-        rows.append({"id": q["id"], "step": q["step"], "answer": q["answer"], "prediction": letter,
-                     "correct": letter == q["answer"], "unanswered": letter is None, "how": how,
-                     "reply": r.text, "finish_reason": r.finish_reason})
+        row = {"id": q["id"], "step": q["step"], "answer": q["answer"], "prediction": letter,
+               "correct": letter == q["answer"], "unanswered": letter is None, "how": how,
+               "reply": r.text, "finish_reason": r.finish_reason}
+        if decoding != "greedy":
+            row.update(decoding=decoding, tries=len(attempts), replies=[a.text for a in attempts])
+        rows.append(row)
     write_jsonl(out, rows)
     _log_accuracy(rows, generator, "generation")
     finish(llm, "usmle", generator=generator, method="generation")

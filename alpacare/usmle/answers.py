@@ -1,15 +1,22 @@
 """Asking the questions and reading the answers: prompt templates, the option a free reply names
 (generation), and the option a model finds likeliest (log-likelihood).
 
-A reply is read once, never re-asked: a reply that names no option, or several, is
-unanswered and scores as wrong (medAlpaca sampled again until a pattern matched, which
-rewards lucky draws and hides how often a model does not answer).
+Two decodings. greedy (the default): a reply is read once, never re-asked: a reply that names
+no option, or several, is unanswered and scores as wrong. medalpaca: medAlpaca's
+eval/eval_usmle.py, for comparing with its published numbers: sampled (temperature 0.4, top_p
+0.9, top_k 50, 128 new tokens) and sampled again, up to 5 tries in all, while the reply does
+not begin like "C: ..." (which rewards lucky draws and hides how often a model does not
+answer; each row records its tries). Each try's seed comes from the question's content and
+the try's number, never its position, so a rerun draws the same replies.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
+import string
 from pathlib import Path
 
 import yaml
@@ -73,10 +80,44 @@ def continuations(question: dict, template: dict, chat: bool) -> tuple[str, ...]
     return tuple(t.lstrip() for t in texts) if chat else texts
 
 
-def generation_request(question: dict, template: dict, *, kind: str, model: str, max_new_tokens: int) -> Request:
+DECODINGS = ("greedy", "medalpaca")
+# eval_usmle.py's `sampling` dict and its ntries
+MEDALPACA_SAMPLING = {"temperature": 0.4, "top_p": 0.9, "top_k": 50}
+MEDALPACA_MAX_NEW_TOKENS = 128
+MEDALPACA_TRIES = 5
+
+
+def question_seed(question: dict, attempt: int) -> int:
+    """A sampling seed from what the question asks (its text and options) and the try's number."""
+    content = json.dumps([question["question"], question["options"], attempt], sort_keys=True, ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(content.encode()).digest()[:4], "big")
+
+
+def generation_request(question: dict, template: dict, *, kind: str, model: str, max_new_tokens: int,
+                       decoding: str = "greedy", attempt: int = 0) -> Request:
+    """Greedy with max_new_tokens, or medAlpaca's sampling (its 128 tokens, seeded per question and try)."""
+    if decoding == "medalpaca":
+        params = {**MEDALPACA_SAMPLING, "max_tokens": MEDALPACA_MAX_NEW_TOKENS, "seed": question_seed(question, attempt)}
+    elif decoding == "greedy":
+        params = {"max_tokens": max_new_tokens}
+    else:
+        raise ValueError(f"unknown USMLE decoding {decoding!r} (known: {', '.join(DECODINGS)})")
     if kind == "alpaca":
-        return Request(model=model, prompt=local_prompt(question, template), max_tokens=max_new_tokens)
-    return Request.chat(model, chat_message(question, template), max_tokens=max_new_tokens)
+        return Request(model=model, prompt=local_prompt(question, template), **params)
+    return Request.chat(model, chat_message(question, template), **params)
+
+
+def medalpaca_accepts(reply: str) -> bool:
+    """eval_usmle.py's test of a try: with every character that is not an ASCII letter or digit
+    trimmed from both ends, the reply begins with a capital letter, then ':' or '.' or nothing,
+    a space and more text ("C: Aspirin", "B. Heparin", "A Warfarin")."""
+    keep = set(string.ascii_letters + string.digits)
+    start, end = 0, len(reply)
+    while start < end and reply[start] not in keep:
+        start += 1
+    while end > start and reply[end - 1] not in keep:
+        end -= 1
+    return re.match(r"[A-Z](:|\.|) .+", reply[start:end]) is not None
 
 
 def loglik_request(question: dict, template: dict, *, kind: str, model: str) -> Request:
