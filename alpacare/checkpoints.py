@@ -126,7 +126,10 @@ def fingerprints(path: str | Path) -> tuple[str, str]:
     root = Path(path)
     files = sorted(p for p in root.rglob("*") if p.is_file()
                    and not any(part.startswith(("train_", ".")) for part in p.relative_to(root).parts))
-    stamp = (str(root.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    base_file = root / BASE_MODEL_FILE
+    # a base + adapter checkpoint's identity follows its base's, which lies elsewhere: part of the stamp
+    base = fingerprints(base_dir(root)) if base_file.exists() else None
+    stamp = (str(root.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files), base)
     if stamp in _FINGERPRINTS:
         return _FINGERPRINTS[stamp]
     canonical, legacy = hashlib.sha256(), hashlib.sha256()
@@ -144,9 +147,8 @@ def fingerprints(path: str | Path) -> tuple[str, str]:
                 digest = hashlib.file_digest(f, "sha256").digest()
             legacy.update(digest)
             canonical.update(digest)
-    base_file = root / BASE_MODEL_FILE
-    if base_file.exists():
-        base_canonical, base_legacy = fingerprints(base_dir(root))
+    if base is not None:
+        base_canonical, base_legacy = base
         canonical.update(base_canonical.encode())
         legacy.update(base_legacy.encode())
     _FINGERPRINTS[stamp] = canonical.hexdigest(), legacy.hexdigest()

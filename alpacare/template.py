@@ -57,24 +57,3 @@ def encode_continuation(tokenizer, prompt: str, continuation: str) -> tuple[list
     if shared == len(whole):
         raise ValueError(f"the continuation {continuation!r} adds no token to the prompt")
     return whole[:shared], whole[shared:]
-
-
-def add_pad_token(tokenizer, model=None, token: str = "[PAD]") -> bool:
-    """Stanford Alpaca's train.py as AlpaCare's training/train_alpaca.py ran it: where the
-    tokenizer has no pad token (LLaMA's has none), add `token` as one and grow the model's
-    input and output embeddings by a row each, set to the mean of the existing rows. Without a
-    model (the tokenizer saved beside a checkpoint) only the tokenizer changes. Whether a
-    token was added; weights on the meta device (FSDP ranks that receive rank 0's) only change shape."""
-    if tokenizer.pad_token is not None:
-        return False
-    added = tokenizer.add_special_tokens({"pad_token": token})
-    if model is not None and added:
-        import torch
-
-        model.resize_token_embeddings(len(tokenizer))
-        with torch.no_grad():
-            for embeddings in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
-                weight = embeddings.weight
-                if weight.device.type != "meta":
-                    weight[-added:] = weight[:-added].mean(dim=0, keepdim=True)
-    return bool(added)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import hardware
-from .template import add_pad_token, alpaca_prompt, encode_continuation, encode_prompt
+from .template import alpaca_prompt, encode_continuation, encode_prompt
 
 log = logging.getLogger("alpacare")
 
@@ -58,6 +58,25 @@ DEEPSPEED_ZERO3 = {
     "train_batch_size": "auto",
     "train_micro_batch_size_per_gpu": "auto",
 }
+
+
+def add_pad_token(tokenizer, model=None, token: str = "[PAD]") -> bool:
+    """Stanford Alpaca's train.py as AlpaCare's training/train_alpaca.py ran it: where the
+    tokenizer has no pad token (LLaMA's has none), add `token` as one and grow the model's
+    input and output embeddings by a row each, set to the mean of the existing rows. Without a
+    model (the tokenizer saved beside a checkpoint) only the tokenizer changes. Whether a
+    token was added; weights on the meta device (FSDP ranks that receive rank 0's) only change shape."""
+    if tokenizer.pad_token is not None:
+        return False
+    added = tokenizer.add_special_tokens({"pad_token": token})
+    if model is not None and added:
+        model.resize_token_embeddings(len(tokenizer))
+        with torch.no_grad():
+            for embeddings in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
+                weight = embeddings.weight
+                if weight.device.type != "meta":
+                    weight[-added:] = weight[:-added].mean(dim=0, keepdim=True)
+    return bool(added)
 
 
 def check_method_runs_here(method: str) -> None:

@@ -361,8 +361,9 @@ def test_a_content_filter_fails_its_item_and_keeps_nothing(kind, api, tmp_path):
         api.fail(200, body=CONTENT_FILTERED[kind])
     settings = settings_for(tmp_path, circuit_breaker={"failures": 3}, max_concurrency=1)
     responses = make_llm("filtered", spec_for(kind, api), settings).run(asks(10, f"{kind}-fake"))
-    assert [r.ok for r in responses] == [False] * 8 + [True] * 2
-    assert all("content filter" in r.error for r in responses[:8]) and len(api.requests) == 10
+    # a job asks in an order of its own (alpacare.llm.client), so the first eight sent are filtered
+    assert sorted(r.ok for r in responses) == [False] * 8 + [True] * 2
+    assert all("content filter" in r.error for r in responses if not r.ok) and len(api.requests) == 10
     assert len(Cache(tmp_path / "cache.sqlite")) == 2
 
 

@@ -60,7 +60,7 @@ def test_the_default_run_keeps_the_projects_protocol():
 def test_alpacares_training_adds_a_pad_token_and_resizes_the_embeddings(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alpacare.template import add_pad_token
+    from alpacare.train import add_pad_token
     from tiny_llama import build_tiny_llama
 
     path = build_tiny_llama(tmp_path / "llama")

@@ -174,8 +174,8 @@ def test_malformed_seed_names_file_item_and_field(tmp_path):
 
 
 EXPECTED_PAPER_JOBS = {
-    "backbone": 10,       # LLaMA 7B/13B, LLaMA-2 7B/13B, and the baselines' checkpoints: medAlpaca 7B/13B,
-                          # PMC-LLaMA 7B/13B, Baize-Healthcare (LLaMA-7B + its adapter), Alpaca-native
+    "backbone": 11,       # LLaMA 7B/13B, LLaMA-2 7B/13B, and the baselines' checkpoints: medAlpaca 7B/13B,
+                          # PMC-LLaMA 7B/13B, Baize-Healthcare (LLaMA-7B + its adapter), Alpaca-native 7B and 13B
     "seeds": 1,
     "generate_tasks": 1,
     "dedup": 1,
@@ -188,14 +188,13 @@ EXPECTED_PAPER_JOBS = {
     "testset": 3,         # MedInstruct-test, iCliniq, AlpacaFarm
     "generate": 42,       # Figures 2-6 and the ablation: 14 local generators, on GPU nodes
     "generate_api": 15,   # imported: 4 references and ChatDoctor x 3 test sets
-    "judge_api": 228,     # Figures 2-6 (216 cells) and the ablation (12)
-    "figure": 5,          # Figures 2-6
+    "judge_api": 252,     # Figures 2-6, 10, 11 and the LLaMA-2 13B addition (240 cells) and the ablation (12)
+    "figure": 8,          # Figures 2-6, the appendix's 10 and 11, and the LLaMA-2 13B addition
     "report": 1,
-    "leaderboard": 20,    # alpaca_eval's files: gpt-3.5-turbo x 4 references x 3 test sets,
-                          # claude-2 x 4 references x 2 test sets (Figure 5 is Figure 2's cells)
+    "leaderboard": 24,    # alpaca_eval's files: gpt-3.5-turbo and claude-2 x 4 references x 3 test sets
     "usmle_questions": 1,
-    "usmle_generation": 13,  # our 8 models and medAlpaca's 5 table rows, on GPU nodes
-    "usmle_loglik": 13,
+    "usmle_generation": 14,  # our 8 models and medAlpaca's 6 table rows (Alpaca 13b naive added), on GPU nodes
+    "usmle_loglik": 14,
     "usmle_report": 1,
     "judge_preferences": 1,   # judge_validation: the judges' position and length preferences on the grid
     "all": 1,
@@ -226,16 +225,16 @@ def test_api_outage_fails_naming_the_item_and_a_rerun_asks_only_what_failed(tmp_
         config["llms"]["served"] = {"provider": "openai", "model": "served-model", "base_url": api.openai_url, "keyless": True}
         config["generators"]["api-reference"] = {"llm": "served"}
         (project / "api.yaml").write_text(yaml.safe_dump(config))
-        for _ in range(2):  # the first item meets an outage through its one retry
+        for _ in range(2):  # the first item asked (a job asks in an order of its own) meets an outage through its one retry
             api.fail(503, "upstream overloaded", headers={"retry-after": "0"})
         failed = snakemake(project, target, "--cores", "1", "--configfile", "api.yaml", check=False)
         assert failed.returncode != 0 and not (project / target).exists()
         log = (project / "results/logs/generate/api-reference/medical-dozen.log").read_text()
-        assert "1 api-reference generation call(s) failed" in log and "0: gave up after 2 attempts" in log
+        assert "1 api-reference generation call(s) failed" in log and re.search(r"item \d: gave up after 2 attempts", log)
         assert "503: upstream overloaded" in log
-        assert len(api.requests) == 4  # item 0 twice, items 1 and 2 once
+        assert len(api.requests) == 4  # the failed item twice, the others once
         snakemake(project, target, "--cores", "1", "--configfile", "api.yaml")
-        assert len(api.requests) == 5  # only item 0 was asked again
+        assert len(api.requests) == 5  # only the failed item was asked again
     outputs = json.loads((project / target).read_text())
     assert [o["id"] for o in outputs] == [0, 1, 2] and all(o["output"] for o in outputs)
     assert all(o["generator"] == "api-reference" for o in outputs)

@@ -3,6 +3,7 @@ client, timeouts, redaction, and the mapping of every failure to retryable or pe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -84,17 +85,18 @@ class APIProvider(Provider):
     def served(self) -> dict | None:
         """{"model", "root"} of this entry's model as the server's model list names it; None
         if the server cannot say (no list, no root, unreachable)."""
-        import httpx
+        import urllib.error
+        import urllib.request
 
         if not self.model:
             return None
         url = self.base_url.rstrip("/") + ("/models" if self.base_url.rstrip("/").endswith("/v1") else "/v1/models")
         key = os.environ.get(self.api_key_env) or "EMPTY"
-        try:
-            reply = httpx.get(url, headers={"authorization": f"Bearer {key}", "x-api-key": key}, timeout=10.0)
-            reply.raise_for_status()
-            listed = {m.get("id"): m for m in reply.json().get("data", []) if isinstance(m, dict)}
-        except (httpx.HTTPError, ValueError, AttributeError) as err:
+        ask = urllib.request.Request(url, headers={"authorization": f"Bearer {key}", "x-api-key": key})
+        try:  # the standard library's client: the rules' environments need nothing more for one GET
+            with urllib.request.urlopen(ask, timeout=10.0) as reply:
+                listed = {m.get("id"): m for m in json.loads(reply.read()).get("data", []) if isinstance(m, dict)}
+        except (OSError, ValueError, AttributeError) as err:  # URLError and HTTPError are OSErrors
             log.warning("%s: could not read the served models at %s (%s): its replies are keyed by its address",
                         self.name, url, self.redact(str(err)))
             return None

@@ -248,8 +248,7 @@ def export(run: dict, state: dict, report: list[dict], out_dir: Path, seconds: f
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from ..checkpoints import BASE_MODEL_FILE
-    from ..template import add_pad_token
-    from ..train import QUANTISED_BITS, TRAINED_DIR
+    from ..train import QUANTISED_BITS, TRAINED_DIR, add_pad_token
 
     hp, method = run["hp"], run["hp"]["method"]
     trained = Path(run["work_dir"]) / TRAINED_DIR
