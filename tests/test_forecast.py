@@ -138,7 +138,8 @@ def test_the_paper_grid_prints_every_api_stage_and_the_gpu_hours_it_asks_slurm_f
     forecast = Forecast(config, clone, {})
     stages = {(r.stage, r.endpoint): r for r in forecast.run()}
     assert set(stages) == {("generate_tasks", "gpt-4o"), ("respond", "gpt-4o-mini"), ("judge", "gpt-4o-mini"),
-                           ("judge", "claude-haiku-4-5")}
+                           ("judge", "claude-haiku-4-5"), ("judge_validation", "gpt-4o-mini"),
+                           ("judge_validation", "claude-haiku-4-5")}
     assert all(r.calls and r.cost_max_usd > 0 for r in stages.values())
     trained = {r.job: r for r in forecast.gpu_rows if r.stage == "finetune"}
     assert set(trained) == set(config["models"])
