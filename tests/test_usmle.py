@@ -203,7 +203,7 @@ def test_default_config_fills_the_methods():
     config = default_config()
     del config["usmle"]["methods"]
     validate(config)
-    assert config["usmle"]["methods"] == {"generation": {"max_new_tokens": 32}, "loglik": {"normalisation": "chars"}}
+    assert config["usmle"]["methods"] == {"generation": {"max_new_tokens": 32, "decoding": "greedy"}, "loglik": {"normalisation": "chars"}}
     assert config["usmle"]["published"] == "data/usmle/medalpaca_published.yaml"
 
 
